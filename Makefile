@@ -1,0 +1,42 @@
+# One entry point. `make test` works on a fresh clone with nothing but Python 3.11+:
+# it creates .venv, installs the project and its dev tools, lints, type-checks and runs the suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: test install lint typecheck pytest run bench-ledger clean system-deps
+
+test: install system-deps lint typecheck pytest
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
+	$(BIN)/python -m pip install --quiet -e ".[postgres]" --group dev
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian packages the suite uses (Go toolchain and golang.org/x/mod for the interop test).
+system-deps:
+	@bash scripts/system-deps.sh
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+
+run: install
+	$(BIN)/cdcer serve --demo
+
+bench-ledger: install
+	$(BIN)/python -m bench.ledger
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
