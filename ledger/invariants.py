@@ -1,0 +1,141 @@
+"""The invariants of SPEC section 3 as small pure checks.
+
+Each ``check_*`` takes a `State` (and optionally the batches or events to look at) and returns a
+list of `Finding`s; an empty list means the invariant holds. The write path runs the checks for
+what a transaction touched and raises at the first finding; the audit runs all of them after
+replay and reports every finding; the stateful property tests call the same functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from ledger.serials import parse_block
+from ledger.state import State
+from ledger.transactions import UNITS_PER_CDCER_KG
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One broken invariant: which one, what was found, and the entry that caused it if known."""
+
+    invariant: str
+    message: str
+    index: int | None = None
+
+    def __str__(self) -> str:
+        where = f"entry {self.index}: " if self.index is not None else ""
+        return f"{where}{self.invariant}: {self.message}"
+
+
+def check_batch_conservation(state: State, batches: Iterable[str] | None = None) -> list[Finding]:
+    """(1) Every batch's blocks are contiguous, never overlap and add up to the issued quantity."""
+    findings = []
+    for bid in sorted(state.batches) if batches is None else batches:
+        batch = state.batches[bid]
+        blocks = state.blocks.get(bid, [])
+        expected = 1
+        for block in blocks:
+            if block.first != expected or block.last < block.first:
+                findings.append(
+                    Finding(
+                        "batch_conservation",
+                        f"batch {bid}: block {block.first}-{block.last} where serial {expected} should start",
+                        block.updated_at,
+                    )
+                )
+                break
+            expected = block.last + 1
+        else:
+            if expected - 1 != batch.quantity:
+                findings.append(
+                    Finding(
+                        "batch_conservation",
+                        f"batch {bid}: blocks cover {expected - 1} units, {batch.quantity} were issued",
+                        batch.issued_at,
+                    )
+                )
+    return findings
+
+
+def check_holders(state: State, batches: Iterable[str] | None = None) -> list[Finding]:
+    """(2, 3) Every unit is held by a registered account or is terminally retired or cancelled."""
+    findings = []
+    for bid in sorted(state.batches) if batches is None else batches:
+        for block in state.blocks.get(bid, []):
+            if block.state not in ("held", "retired", "cancelled"):
+                findings.append(Finding("unit_state", f"block {block.range}: unknown state {block.state}"))
+            elif block.holder not in state.participants:
+                findings.append(Finding("unit_holder", f"block {block.range}: unknown holder {block.holder}"))
+            elif block.state == "held" and (bid, block.first) not in state.held.get(block.holder, set()):
+                findings.append(Finding("unit_holder", f"block {block.range}: missing from {block.holder}'s holdings"))
+            elif block.state != "held" and block.ref is None:
+                findings.append(Finding("unit_state", f"block {block.range}: {block.state} without a record"))
+    return findings
+
+
+def check_retirements_terminal(state: State, retirements: Iterable[str] | None = None) -> list[Finding]:
+    """(2) Every block a retirement or cancellation lists is still retired or cancelled by it."""
+    findings = []
+    records = [
+        *((r.id, r.blocks, "retired") for r in state.retirements.values()),
+        *((c.id, c.blocks, "cancelled") for c in state.cancellations.values()),
+    ]
+    wanted = None if retirements is None else set(retirements)
+    for rid, blocks, status in records:
+        if wanted is not None and rid not in wanted:
+            continue
+        for text in blocks:
+            rng = parse_block(text)
+            pos = state._find_block(rng.batch_id, rng.first)
+            if pos is None or pos.state != status or pos.ref != rid or not pos.range.contains(rng):
+                findings.append(Finding("terminal_units", f"{rid}: serials {rng} are no longer {status} by it"))
+    return findings
+
+
+def check_claims(state: State, events: Iterable[str] | None = None) -> list[Finding]:
+    """(6) A claim's retired units cover its footprint, and a retirement backs at most one claim."""
+    findings = []
+    backing: dict[str, str] = {}
+    for claim in sorted(state.claims.values(), key=lambda c: c.id):
+        if events is not None and claim.event_id not in set(events):
+            continue
+        units = 0
+        for rid in claim.retirements:
+            retirement = state.retirements.get(rid)
+            if retirement is None or retirement.event_id != claim.event_id or retirement.claim_id != claim.id:
+                findings.append(Finding("claim_backing", f"{claim.id}: retirement {rid} does not back it", claim.entry))
+                continue
+            if rid in backing:
+                findings.append(
+                    Finding("claim_backing", f"{claim.id}: retirement {rid} already backs {backing[rid]}", claim.entry)
+                )
+            backing[rid] = claim.id
+            units += retirement.quantity
+        if units * UNITS_PER_CDCER_KG < claim.footprint_kg:
+            findings.append(
+                Finding(
+                    "claim_coverage",
+                    f"{claim.id}: {units} units cover {units * UNITS_PER_CDCER_KG} kgCO2e "
+                    f"of a {claim.footprint_kg} kgCO2e footprint",
+                    claim.entry,
+                )
+            )
+    return findings
+
+
+CHECKS: tuple[Callable[[State], list[Finding]], ...] = (
+    check_batch_conservation,
+    check_holders,
+    check_retirements_terminal,
+    check_claims,
+)
+
+
+def check_all(state: State) -> list[Finding]:
+    """Run every invariant over the whole state; report every finding."""
+    findings: list[Finding] = []
+    for check in CHECKS:
+        findings.extend(check(state))
+    return findings

@@ -1,0 +1,253 @@
+"""The append path: signed transactions in, entries, a signed checkpoint and receipts out.
+
+`Ledger.submit` takes a batch of signed transactions and, in ONE database transaction holding the
+log's write lock: catches its in-memory `State` up with entries other processes appended; for each
+transaction checks replay, authorisation (invariant 5), the signature and every rule; appends the
+accepted ones as entries with their Merkle nodes and projection rows; checks that the new tree
+extends the last signed checkpoint; signs and stores one checkpoint for the batch (compare-and-swap
+on its size); and commits. Receipts are returned only after the commit, so every receipt's
+checkpoint is durable. A transaction refused by a rule yields a `RuleViolation` in its slot and
+appends nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from ledger.checkpoint import Checkpoint, sign_checkpoint
+from ledger.errors import ConflictError, EncodingError, IntegrityError, RuleViolation, SignatureError
+from ledger.invariants import check_batch_conservation, check_claims, check_holders
+from ledger.log import GENESIS_CHAIN, Entry, StoredEntry, decode_entry, seal
+from ledger.merkle import Frontier, Hash, inclusion_proof, root_at
+from ledger.note import NoteSigner
+from ledger.state import Outcome, State
+from ledger.storage import store
+from ledger.storage.engine import read_transaction, write_transaction
+from ledger.keys import PrivateKey
+from ledger.transactions import RegistryGenesis, SignedTransaction, TransactionSigner, format_utc
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Proof that a transaction is in the log: its entry, the covering checkpoint and the inclusion proof."""
+
+    index: int
+    leaf_hash: bytes
+    checkpoint: bytes
+    tree_size: int
+    inclusion_proof: tuple[bytes, ...]
+    outcome: Outcome | None
+    duplicate: bool = False
+
+
+def tx_hash(tx: SignedTransaction) -> bytes:
+    """Identity of a signed transaction: what 're-sent identical' means."""
+    return hashlib.sha256(tx.body_bytes + b"\x00" + tx.signature).digest()
+
+
+class Ledger:
+    """One registry's log over one database; safe to run in several processes at once."""
+
+    def __init__(self, engine: Engine, signer: NoteSigner) -> None:
+        self.engine = engine
+        self.signer = signer
+        self._state: State | None = None
+
+    # --- state ---------------------------------------------------------------------------------------
+
+    def _caught_up(self, conn: Connection) -> State:
+        """The in-memory state, replaying entries appended since we last looked (by any process)."""
+        if self._state is None:
+            self._state = State()
+        state = self._state
+        for stored in store.iter_entries(conn, state.size):
+            entry = decode_entry(stored.data, index=stored.index)
+            body = entry.body()
+            state.authorise(body, index=entry.index, accepted_at=entry.accepted_at)
+            state.apply(body, index=entry.index, accepted_at=entry.accepted_at)
+        state.dirty.clear()  # those rows were written by whoever appended the entries
+        return state
+
+    def state(self) -> State:
+        """The current state (caught up with the database)."""
+        with read_transaction(self.engine) as conn:
+            return self._caught_up(conn)
+
+    # --- appending -----------------------------------------------------------------------------------
+
+    def submit(
+        self, txs: Sequence[SignedTransaction], *, now: datetime | None = None
+    ) -> list[Receipt | RuleViolation]:
+        """Append what passes, refuse what does not; one durable checkpoint covers the whole batch."""
+        try:
+            with write_transaction(self.engine) as conn:
+                results, size = self._append(conn, txs, now or datetime.now(UTC))
+        except BaseException:
+            self._state = None  # memory may be ahead of the rolled-back database: rebuild on next use
+            raise
+        return self._with_proofs(results, size)
+
+    def _append(
+        self, conn: Connection, txs: Sequence[SignedTransaction], now: datetime
+    ) -> tuple[list[Any], int]:
+        state = self._caught_up(conn)
+        origin = store.get_meta(conn, "origin")
+        size = state.size
+        frontier = Frontier.load(store.DbNodeReader(conn), size) if size else Frontier.empty()
+        prev = store.read_entries(conn, size - 1, size)[0].chain_hash if size else GENESIS_CHAIN
+        results: list[Any] = []
+        sealed: list[tuple[StoredEntry, store.EntryMeta]] = []
+        nodes = []
+        seen: dict[tuple[str, str], tuple[bytes, int]] = {}
+        last = state.last_time
+        for tx in txs:
+            accepted_at = max(now, last) if last is not None else now
+            identity = tx_hash(tx)
+            key = (tx.body.actor, tx.body.nonce)
+            earlier = seen.get(key) or _as_pair(store.find_by_nonce(conn, *key))
+            if earlier is not None:
+                if earlier[0] == identity:
+                    results.append(("duplicate", earlier[1]))
+                else:
+                    results.append(
+                        RuleViolation(
+                            "nonce_reused",
+                            f"nonce {tx.body.nonce} of {tx.body.actor} was already used by entry {earlier[1]} "
+                            "for a different transaction",
+                        )
+                    )
+                continue
+            if origin is not None and tx.body.origin != origin:
+                results.append(
+                    RuleViolation("wrong_origin", f"transaction is for registry {tx.body.origin!r}, this is {origin!r}")
+                )
+                continue
+            index = state.size
+            try:
+                signer_key = state.authorise(tx.body, index=index, accepted_at=accepted_at)
+                tx.verify(signer_key)
+                outcome = state.apply(tx.body, index=index, accepted_at=accepted_at)
+            except SignatureError as exc:
+                results.append(RuleViolation("bad_signature", str(exc)))
+                continue
+            except RuleViolation as exc:
+                results.append(exc)
+                continue
+            self._check_invariants(state, outcome)
+            entry = Entry(index, accepted_at, prev, signer_key.raw, tx.signature, tx.body_bytes)
+            sealed_entry = seal(entry)
+            prev = sealed_entry.chain_hash
+            nodes.extend(frontier.append(Hash(sealed_entry.leaf_hash)))
+            meta = store.EntryMeta(format_utc(accepted_at), tx.body.actor, tx.body.nonce, tx.body.kind, identity)
+            sealed.append((sealed_entry, meta))
+            seen[key] = (identity, index)
+            results.append(("new", index, outcome))
+            last = accepted_at
+        if not sealed:
+            return results, state.size
+        store.insert_entries(conn, sealed)
+        store.insert_nodes(conn, nodes)
+        store.write_projections(conn, state)
+        if origin is None and state.origin is not None:
+            store.set_meta(conn, "origin", state.origin)
+            if state.registry_vkey is not None:
+                store.set_meta(conn, "vkey", state.registry_vkey)
+        self._sign_checkpoint(conn, state.origin or "", state.size, frontier.root())
+        return results, state.size
+
+    def _check_invariants(self, state: State, outcome: Outcome) -> None:
+        """The write path raises at the first violation of an invariant for what the entry touched."""
+        touched = {b.split("-", 1)[1].rsplit("-", 2)[0] for b in outcome.details.get("blocks", [])}
+        if "batch_id" in outcome.details:
+            touched.add(outcome.details["batch_id"])
+        findings = check_batch_conservation(state, touched) + check_holders(state, touched)
+        if "claim_id" in outcome.details:
+            findings += check_claims(state, [outcome.details["event_id"]])
+        if findings:
+            raise IntegrityError(f"invariant broken by the write path: {findings[0]}", index=state.size - 1)
+
+    def _sign_checkpoint(self, conn: Connection, origin: str, size: int, root: bytes) -> None:
+        last = store.latest_checkpoint(conn)
+        if last is not None:
+            if last.size > size:
+                raise ConflictError(f"a checkpoint of size {last.size} exists beyond this log of size {size}")
+            # Never sign a checkpoint that does not extend the last one (invariant 7).
+            if root_at(store.DbNodeReader(conn), last.size) != last.root_hash:
+                raise IntegrityError(f"the stored tree no longer matches checkpoint {last.size}; refusing to sign")
+            if last.size == size:
+                return
+        note = sign_checkpoint(Checkpoint(origin, size, root), self.signer)
+        store.insert_checkpoint(conn, store.StoredCheckpoint(size, root, note, format_utc(datetime.now(UTC))))
+
+    def _with_proofs(self, results: list[Any], size: int) -> list[Receipt | RuleViolation]:
+        if all(isinstance(r, RuleViolation) for r in results):
+            return list(results)
+        with read_transaction(self.engine) as conn:
+            cp = store.latest_checkpoint(conn)
+            assert cp is not None
+            reader = store.DbNodeReader(conn)
+            receipts: list[Receipt | RuleViolation] = []
+            for result in results:
+                if isinstance(result, RuleViolation):
+                    receipts.append(result)
+                    continue
+                index = result[1]
+                leaf = store.read_entries(conn, index, index + 1)[0].leaf_hash
+                proof = tuple(inclusion_proof(reader, index, cp.size))
+                outcome = result[2] if result[0] == "new" else None
+                receipts.append(
+                    Receipt(index, leaf, cp.note, cp.size, proof, outcome, duplicate=result[0] == "duplicate")
+                )
+        return receipts
+
+    # --- reading -------------------------------------------------------------------------------------
+
+    def latest_checkpoint(self) -> store.StoredCheckpoint | None:
+        """The newest signed checkpoint."""
+        with read_transaction(self.engine) as conn:
+            return store.latest_checkpoint(conn)
+
+    def size(self) -> int:
+        """Entries in the log."""
+        with read_transaction(self.engine) as conn:
+            return store.log_size(conn)
+
+
+def _as_pair(found: tuple[int, bytes] | None) -> tuple[bytes, int] | None:
+    return None if found is None else (found[1], found[0])
+
+
+def decode_stored(stored: StoredEntry) -> Entry:
+    """Decode a stored entry, translating encoding failures into integrity findings."""
+    try:
+        return decode_entry(stored.data, index=stored.index)
+    except EncodingError as exc:
+        raise IntegrityError(str(exc), index=stored.index) from None
+
+
+def found_registry(
+    ledger: Ledger,
+    *,
+    authority_id: str,
+    authority_name: str,
+    authority_key: PrivateKey,
+    now: datetime | None = None,
+) -> Receipt:
+    """Append entry 0: the authority founds the registry with its key and the log's verifier key."""
+    when = now or datetime.now(UTC)
+    signer = TransactionSigner(ledger.signer.name, authority_id, authority_key)
+    genesis = RegistryGenesis(
+        registry_vkey=ledger.signer.verifier_key(),
+        authority_name=authority_name,
+        authority_public_key=authority_key.public_key.b64(),
+    )
+    (result,) = ledger.submit([signer.sign(genesis, at=when)], now=when)
+    if isinstance(result, RuleViolation):
+        raise result
+    return result

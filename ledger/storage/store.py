@@ -1,0 +1,261 @@
+"""Queries over the ledger's tables. Every function takes an open connection; callers own the transaction."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, tuple_
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+
+from ledger.errors import ConflictError, ProofError
+from ledger.log import StoredEntry
+from ledger.merkle import Hash, NodeId
+from ledger.state import RECORD_TYPES, State
+from ledger.storage.tables import (
+    PROJECTIONS,
+    checkpoints,
+    cosignatures,
+    log_entries,
+    merkle_nodes,
+    record_row,
+    registry_meta,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    """A signed checkpoint as stored: its size, root and the exact signed note."""
+
+    size: int
+    root_hash: bytes
+    note: bytes
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class EntryMeta:
+    """What the store indexes about an entry beside its bytes."""
+
+    accepted_at: str
+    actor: str
+    nonce: str
+    kind: str
+    tx_hash: bytes
+
+
+# --- registry metadata ---------------------------------------------------------------------------------
+
+
+def get_meta(conn: Connection, name: str) -> str | None:
+    """A registry setting (origin, verifier key), or None."""
+    return conn.execute(select(registry_meta.c.value).where(registry_meta.c.name == name)).scalar_one_or_none()
+
+
+def set_meta(conn: Connection, name: str, value: str) -> None:
+    """Record a registry setting once; a different value for an existing name is a conflict."""
+    existing = get_meta(conn, name)
+    if existing is None:
+        conn.execute(insert(registry_meta).values(name=name, value=value))
+    elif existing != value:
+        raise ConflictError(f"registry {name} is already {existing!r}")
+
+
+# --- entries ---------------------------------------------------------------------------------------------
+
+
+def log_size(conn: Connection) -> int:
+    """The number of entries in the log."""
+    top = conn.execute(select(func.max(log_entries.c.idx))).scalar_one_or_none()
+    return 0 if top is None else int(top) + 1
+
+
+def insert_entries(conn: Connection, rows: Sequence[tuple[StoredEntry, EntryMeta]]) -> None:
+    """Append sealed entries (one statement for the batch)."""
+    if not rows:
+        return
+    conn.execute(
+        insert(log_entries),
+        [
+            {
+                "idx": e.index,
+                "data": e.data,
+                "leaf_hash": e.leaf_hash,
+                "chain_hash": e.chain_hash,
+                "accepted_at": m.accepted_at,
+                "actor": m.actor,
+                "nonce": m.nonce,
+                "kind": m.kind,
+                "tx_hash": m.tx_hash,
+            }
+            for e, m in rows
+        ],
+    )
+
+
+def read_entries(conn: Connection, start: int, stop: int) -> list[StoredEntry]:
+    """Entries with start <= index < stop, in order."""
+    rows = conn.execute(
+        select(log_entries.c.idx, log_entries.c.data, log_entries.c.leaf_hash, log_entries.c.chain_hash)
+        .where(log_entries.c.idx >= start, log_entries.c.idx < stop)
+        .order_by(log_entries.c.idx)
+    )
+    return [StoredEntry(int(r.idx), bytes(r.data), bytes(r.leaf_hash), bytes(r.chain_hash)) for r in rows]
+
+
+def iter_entries(conn: Connection, start: int = 0, *, chunk: int = 2000) -> Iterator[StoredEntry]:
+    """Stream every entry from ``start`` in order, a chunk at a time (bounded memory)."""
+    while True:
+        batch = read_entries(conn, start, start + chunk)
+        yield from batch
+        if len(batch) < chunk:
+            return
+        start = batch[-1].index + 1
+
+
+def find_by_nonce(conn: Connection, actor: str, nonce: str) -> tuple[int, bytes] | None:
+    """The index and transaction hash of the entry an actor sent with this nonce, if any."""
+    row = conn.execute(
+        select(log_entries.c.idx, log_entries.c.tx_hash).where(
+            log_entries.c.actor == actor, log_entries.c.nonce == nonce
+        )
+    ).first()
+    return None if row is None else (int(row.idx), bytes(row.tx_hash))
+
+
+# --- Merkle nodes ------------------------------------------------------------------------------------------
+
+
+def insert_nodes(conn: Connection, nodes: Iterable[tuple[NodeId, Hash]]) -> None:
+    """Store completed interior nodes; level-0 nodes are the entries' leaf hashes and are skipped."""
+    rows = [{"level": n.level, "idx": n.index, "hash": h} for n, h in nodes if n.level > 0]
+    if rows:
+        conn.execute(insert(merkle_nodes), rows)
+
+
+class DbNodeReader:
+    """Reads perfect-subtree hashes: leaves from the entries table, interior nodes from merkle_nodes."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def get_nodes(self, ids: Sequence[NodeId]) -> Mapping[NodeId, Hash]:
+        """Fetch the requested nodes with at most two queries."""
+        found: dict[NodeId, Hash] = {}
+        leaves = [n.index for n in ids if n.level == 0]
+        inner = [(n.level, n.index) for n in ids if n.level > 0]
+        if leaves:
+            rows = self._conn.execute(
+                select(log_entries.c.idx, log_entries.c.leaf_hash).where(log_entries.c.idx.in_(leaves))
+            )
+            for r in rows:
+                found[NodeId(0, int(r.idx))] = Hash(bytes(r.leaf_hash))
+        if inner:
+            condition = (
+                tuple_(merkle_nodes.c.level, merkle_nodes.c.idx).in_(inner)
+                if self._conn.dialect.name == "postgresql"
+                else or_(*(and_(merkle_nodes.c.level == lv, merkle_nodes.c.idx == ix) for lv, ix in inner))
+            )
+            for r in self._conn.execute(select(merkle_nodes.c.level, merkle_nodes.c.idx, merkle_nodes.c.hash).where(condition)):
+                found[NodeId(int(r.level), int(r.idx))] = Hash(bytes(r.hash))
+        missing = [n for n in ids if n not in found]
+        if missing:
+            raise ProofError(f"the store has no hash for tree node {missing[0]} (the log is shorter or damaged)")
+        return found
+
+
+# --- checkpoints -------------------------------------------------------------------------------------------
+
+
+def insert_checkpoint(conn: Connection, cp: StoredCheckpoint) -> None:
+    """Store a signed checkpoint; a second checkpoint of the same size is refused (compare-and-swap).
+
+    The insert runs in a savepoint so a conflict leaves the caller's transaction usable.
+    """
+    try:
+        with conn.begin_nested():
+            conn.execute(
+                insert(checkpoints).values(size=cp.size, root_hash=cp.root_hash, note=cp.note, created_at=cp.created_at)
+            )
+    except SAIntegrityError:
+        raise ConflictError(f"a checkpoint of size {cp.size} already exists") from None
+
+
+def latest_checkpoint(conn: Connection) -> StoredCheckpoint | None:
+    """The checkpoint of the largest size, or None before the first one."""
+    row = conn.execute(select(checkpoints).order_by(checkpoints.c.size.desc()).limit(1)).first()
+    return None if row is None else StoredCheckpoint(int(row.size), bytes(row.root_hash), bytes(row.note), row.created_at)
+
+
+def checkpoint_at(conn: Connection, size: int) -> StoredCheckpoint | None:
+    """The checkpoint of exactly this size, if one was signed."""
+    row = conn.execute(select(checkpoints).where(checkpoints.c.size == size)).first()
+    return None if row is None else StoredCheckpoint(int(row.size), bytes(row.root_hash), bytes(row.note), row.created_at)
+
+
+def iter_checkpoints(conn: Connection) -> Iterator[StoredCheckpoint]:
+    """Every stored checkpoint, smallest first."""
+    for row in conn.execute(select(checkpoints).order_by(checkpoints.c.size)):
+        yield StoredCheckpoint(int(row.size), bytes(row.root_hash), bytes(row.note), row.created_at)
+
+
+def insert_cosignature(conn: Connection, size: int, witness: str, line: str, timestamp: int) -> None:
+    """Store a witness's cosignature of the checkpoint of this size (once per witness)."""
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(cosignatures).values(size=size, witness=witness, line=line, timestamp=timestamp))
+    except SAIntegrityError:
+        raise ConflictError(f"witness {witness} already cosigned the checkpoint of size {size}") from None
+
+
+def cosignature_lines(conn: Connection, size: int) -> list[str]:
+    """The cosignature lines stored for the checkpoint of this size, by witness name."""
+    rows = conn.execute(
+        select(cosignatures.c.line).where(cosignatures.c.size == size).order_by(cosignatures.c.witness)
+    )
+    return [r.line for r in rows]
+
+
+# --- projections -------------------------------------------------------------------------------------------
+
+
+def write_projections(conn: Connection, state: State) -> None:
+    """Write the rows the state changed since the last call (delete then insert), and clear the marks."""
+    by_table: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for table_name, key in state.dirty:
+        by_table[table_name].append(key)
+    for table_name, keys in by_table.items():
+        table = PROJECTIONS[table_name]
+        key_columns = [table.c[name] for name in _key_names(table_name)]
+        conn.execute(
+            delete(table).where(and_(*(col == bindparam(f"k_{col.name}") for col in key_columns))),
+            [{f"k_{col.name}": value for col, value in zip(key_columns, key, strict=True)} for key in keys],
+        )
+        rows = []
+        for key in keys:
+            record = state.lookup(table_name, key)
+            if record is not None:
+                rows.append(record_row(record))
+        if rows:
+            conn.execute(insert(table), rows)
+    state.dirty.clear()
+
+
+_KEY_NAMES: dict[str, tuple[str, ...]] = {rt.TABLE: tuple(rt.KEY) for rt in RECORD_TYPES}
+
+
+def _key_names(table_name: str) -> tuple[str, ...]:
+    return _KEY_NAMES[table_name]
+
+
+def iter_projection_rows(conn: Connection, table_name: str) -> Iterator[dict[str, Any]]:
+    """Every row of a projection table, as a dict, in no particular order."""
+    for row in conn.execute(select(PROJECTIONS[table_name])):
+        yield dict(row._mapping)
+
+
+def projection_key(table_name: str, row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The primary key of a projection row."""
+    return tuple(row[name] for name in _key_names(table_name))

@@ -1,0 +1,604 @@
+"""Transactions: the typed bodies of every state change, their canonical bytes and signatures.
+
+A transaction body names the registry's origin, the actor, the actor's key id, a nonce, the
+client's time and a typed payload (one per kind of SPEC section 3). Its bytes are the RFC 8785
+canonical JSON of the body; the actor signs ``TRANSACTION_SIGNING_PREFIX || bytes`` with Ed25519.
+Decoding is strict: the bytes must be canonical JSON, every field typed, no unknown field. The
+signature covers the exact bytes the actor sent; the parsed body is what the bytes mean.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from ledger.encoding import MAX_SAFE_INTEGER, b64decode, b64encode, canonical_json, parse_canonical_json
+from ledger.errors import EncodingError
+from ledger.keys import KeyId, PrivateKey, PublicKey
+
+TRANSACTION_SIGNING_PREFIX = b"cdcer/transaction/v1\n"
+"""Domain separation: a transaction signature can never be mistaken for any other signed message."""
+
+MAX_TRANSACTION_BYTES = 32 * 1024
+
+UNITS_PER_CDCER_KG = 1000
+"""1 CDCER = 1 tCO2e = 1,000 kgCO2e."""
+
+
+# --- scalar types -----------------------------------------------------------------------------
+
+
+def _require_utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() != UTC.utcoffset(None):
+        raise ValueError("time must be timezone-aware UTC")
+    return value.astimezone(UTC)
+
+
+def format_utc(value: datetime) -> str:
+    """The one textual form of a time in this ledger: ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+UtcDateTime = Annotated[datetime, AfterValidator(_require_utc), PlainSerializer(format_utc, return_type=str)]
+Quantity = Annotated[int, Field(strict=True, gt=0, le=MAX_SAFE_INTEGER)]
+"""A positive whole number of units (CDCER, tCO2e)."""
+Kilograms = Annotated[int, Field(strict=True, ge=0, le=MAX_SAFE_INTEGER)]
+"""A non-negative whole number of kgCO2e."""
+Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{1,63}$")]
+"""A participant id chosen by the authority: lowercase letters, digits, '.', '_' and '-'."""
+RecordId = Annotated[str, StringConstraints(pattern=r"^[A-Z]{1,3}[0-9]{4,12}$")]
+"""An id the ledger assigns in order: P0007 (project), MR0003 (report), E0002 (event)..."""
+Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+KeyIdText = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
+Nonce = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{16,64}$")]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+LongText = Annotated[str, StringConstraints(max_length=4000)]
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+PublicKeyB64 = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{43}=$")]
+SerialBlockText = Annotated[str, StringConstraints(max_length=80)]
+
+
+class Role(StrEnum):
+    AUTHORITY = "authority"
+    VERIFIER = "verifier"
+    PROJECT_OWNER = "project_owner"
+    EVENT_ORGANISER = "event_organiser"
+    ACCOUNT_HOLDER = "account_holder"
+    AUDITOR = "auditor"
+
+
+class RetirementPurpose(StrEnum):
+    EVENT = "event"
+    ORGANISATION = "organisation"
+    INDIVIDUAL = "individual"
+    VOLUNTARY = "voluntary"
+
+
+class EventKind(StrEnum):
+    CONFERENCE = "conference"
+    EXHIBITION = "exhibition"
+    SPORTS = "sports"
+    PERFORMANCE = "performance"
+    FORUM = "forum"
+    OTHER = "other"
+
+
+class FootprintSource(StrEnum):
+    VENUE_ENERGY = "venue_energy"
+    ATTENDEE_TRANSPORT = "attendee_transport"
+    STAFF_TRANSPORT = "staff_transport"
+    ACCOMMODATION = "accommodation"
+    CATERING = "catering"
+    MATERIALS = "materials"
+    WASTE = "waste"
+    OTHER = "other"
+
+
+class FootprintStage(StrEnum):
+    PLANNED = "planned"
+    FINAL = "final"
+
+
+class CancellationReason(StrEnum):
+    CORRECTION = "correction"
+    INVALIDATION = "invalidation"
+    REVERSAL = "reversal"
+
+
+class ProjectDecision(StrEnum):
+    REGISTER = "register"
+    REJECT = "reject"
+    REQUEST_CHANGES = "request_changes"
+
+
+class Opinion(StrEnum):
+    POSITIVE = "positive"
+    NEGATIVE = "negative"
+
+
+class FreezeTarget(StrEnum):
+    ACCOUNT = "account"
+    PROJECT = "project"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+# --- selections of units --------------------------------------------------------------------------
+
+
+class Selection(_Model):
+    """Which units to move: a quantity (the oldest serials first) or explicit serial blocks."""
+
+    quantity: Quantity | None = None
+    blocks: tuple[SerialBlockText, ...] | None = Field(default=None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Selection:
+        if (self.quantity is None) == (self.blocks is None):
+            raise ValueError("give exactly one of 'quantity' or 'blocks'")
+        return self
+
+
+# --- payloads, one per kind ------------------------------------------------------------------------
+
+
+class RegistryGenesis(_Model):
+    """Entry 0: the authority founds the registry, naming its checkpoint key and its own key."""
+
+    kind: Literal["registry.genesis"] = "registry.genesis"
+    registry_vkey: Annotated[str, StringConstraints(min_length=1, max_length=300)]
+    authority_name: Text
+    authority_public_key: PublicKeyB64
+
+
+class ParticipantRegister(_Model):
+    kind: Literal["participant.register"] = "participant.register"
+    participant_id: Identifier
+    name: Text
+    roles: tuple[Role, ...] = Field(min_length=1)
+    public_keys: tuple[PublicKeyB64, ...] = Field(min_length=1, max_length=10)
+
+
+class ParticipantSetRoles(_Model):
+    kind: Literal["participant.set_roles"] = "participant.set_roles"
+    participant_id: Identifier
+    roles: tuple[Role, ...] = Field(min_length=1)
+
+
+class ParticipantSuspend(_Model):
+    kind: Literal["participant.suspend"] = "participant.suspend"
+    participant_id: Identifier
+    reason: Reason
+
+
+class ParticipantReinstate(_Model):
+    kind: Literal["participant.reinstate"] = "participant.reinstate"
+    participant_id: Identifier
+    reason: Reason
+
+
+class KeyAdd(_Model):
+    kind: Literal["key.add"] = "key.add"
+    participant_id: Identifier
+    public_key: PublicKeyB64
+
+
+class KeyRevoke(_Model):
+    kind: Literal["key.revoke"] = "key.revoke"
+    participant_id: Identifier
+    key_id: KeyIdText
+    reason: Reason
+
+
+class KeyRotate(_Model):
+    """Adds a new key and revokes an old one in one entry."""
+
+    kind: Literal["key.rotate"] = "key.rotate"
+    participant_id: Identifier
+    old_key_id: KeyIdText
+    new_public_key: PublicKeyB64
+    reason: Reason
+
+
+class WitnessRegister(_Model):
+    kind: Literal["witness.register"] = "witness.register"
+    vkey: Annotated[str, StringConstraints(min_length=1, max_length=300)]
+
+
+class WitnessRemove(_Model):
+    kind: Literal["witness.remove"] = "witness.remove"
+    name: Text
+    reason: Reason
+
+
+class MethodologyPublish(_Model):
+    kind: Literal["methodology.publish"] = "methodology.publish"
+    code: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$")]
+    version: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}(\.[0-9]{1,3}){0,2}$")]
+    title: Text
+    sector: Text
+    document_sha256: Sha256Hex
+
+
+class MethodologyWithdraw(_Model):
+    kind: Literal["methodology.withdraw"] = "methodology.withdraw"
+    code: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$")]
+    version: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}(\.[0-9]{1,3}){0,2}$")]
+    reason: Reason
+
+
+class ProjectDetails(_Model):
+    methodology_code: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$")]
+    methodology_version: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,3}(\.[0-9]{1,3}){0,2}$")]
+    title: Text
+    district: Text
+    description: LongText
+    crediting_start: date
+    crediting_end: date
+    estimated_annual_reductions: Quantity
+    documents: tuple[Sha256Hex, ...] = Field(default=(), max_length=50)
+
+    @model_validator(mode="after")
+    def _period(self) -> ProjectDetails:
+        if self.crediting_end < self.crediting_start:
+            raise ValueError("crediting_end is before crediting_start")
+        return self
+
+
+class ProjectSubmit(_Model):
+    kind: Literal["project.submit"] = "project.submit"
+    details: ProjectDetails
+
+
+class ProjectResubmit(_Model):
+    kind: Literal["project.resubmit"] = "project.resubmit"
+    project_id: RecordId
+    details: ProjectDetails
+
+
+class ProjectValidate(_Model):
+    kind: Literal["project.validate"] = "project.validate"
+    project_id: RecordId
+    opinion: Opinion
+    opinion_sha256: Sha256Hex
+    statement: LongText
+
+
+class ProjectDecide(_Model):
+    kind: Literal["project.decide"] = "project.decide"
+    project_id: RecordId
+    decision: ProjectDecision
+    reason: Reason
+
+
+class ProjectSuspend(_Model):
+    kind: Literal["project.suspend"] = "project.suspend"
+    project_id: RecordId
+    reason: Reason
+
+
+class ProjectReinstate(_Model):
+    kind: Literal["project.reinstate"] = "project.reinstate"
+    project_id: RecordId
+    reason: Reason
+
+
+class ProjectClose(_Model):
+    kind: Literal["project.close"] = "project.close"
+    project_id: RecordId
+    reason: Reason
+
+
+class ReportSubmit(_Model):
+    kind: Literal["report.submit"] = "report.submit"
+    project_id: RecordId
+    period_start: date
+    period_end: date
+    claimed: Quantity
+    documents: tuple[Sha256Hex, ...] = Field(default=(), max_length=50)
+
+    @model_validator(mode="after")
+    def _period(self) -> ReportSubmit:
+        if self.period_end < self.period_start:
+            raise ValueError("period_end is before period_start")
+        return self
+
+
+class ReportVerify(_Model):
+    kind: Literal["report.verify"] = "report.verify"
+    report_id: RecordId
+    verified: Quantity
+    opinion_sha256: Sha256Hex
+    statement: LongText
+
+
+class ReportReject(_Model):
+    kind: Literal["report.reject"] = "report.reject"
+    report_id: RecordId
+    reason: Reason
+
+
+class Issue(_Model):
+    """Issue the verified quantity of a report as one batch to the project owner's account."""
+
+    kind: Literal["issuance.issue"] = "issuance.issue"
+    report_id: RecordId
+
+
+class Transfer(_Model):
+    kind: Literal["units.transfer"] = "units.transfer"
+    to: Identifier
+    selection: Selection
+    memo: Annotated[str, StringConstraints(max_length=500)] = ""
+
+
+class Retire(_Model):
+    kind: Literal["units.retire"] = "units.retire"
+    selection: Selection
+    beneficiary: Text
+    purpose: RetirementPurpose
+    event_id: RecordId | None = None
+    year: Annotated[int, Field(strict=True, ge=2000, le=2200)] | None = None
+    reason: Reason
+
+    @model_validator(mode="after")
+    def _purpose_fields(self) -> Retire:
+        if (self.purpose is RetirementPurpose.EVENT) != (self.event_id is not None):
+            raise ValueError("event_id is required for purpose 'event' and only for it")
+        if (self.purpose is RetirementPurpose.ORGANISATION) != (self.year is not None):
+            raise ValueError("year is required for purpose 'organisation' and only for it")
+        return self
+
+
+class Cancel(_Model):
+    kind: Literal["units.cancel"] = "units.cancel"
+    holder: Identifier
+    selection: Selection
+    reason_code: CancellationReason
+    reason: Reason
+
+
+class Freeze(_Model):
+    kind: Literal["freeze.set"] = "freeze.set"
+    target: FreezeTarget
+    target_id: Annotated[str, StringConstraints(min_length=2, max_length=64)]
+    reason: Reason
+
+
+class Unfreeze(_Model):
+    kind: Literal["freeze.lift"] = "freeze.lift"
+    target: FreezeTarget
+    target_id: Annotated[str, StringConstraints(min_length=2, max_length=64)]
+    reason: Reason
+
+
+class EventRegister(_Model):
+    kind: Literal["event.register"] = "event.register"
+    name: Text
+    event_kind: EventKind
+    venue: Text
+    start_date: date
+    end_date: date
+    expected_attendees: Annotated[int, Field(strict=True, ge=0, le=10_000_000)]
+
+    @model_validator(mode="after")
+    def _dates(self) -> EventRegister:
+        if self.end_date < self.start_date:
+            raise ValueError("end_date is before start_date")
+        return self
+
+
+class EventFootprint(_Model):
+    """Declares an event's footprint in kgCO2e by source, at the planning stage or the final one."""
+
+    kind: Literal["event.footprint"] = "event.footprint"
+    event_id: RecordId
+    stage: FootprintStage
+    sources: dict[FootprintSource, Kilograms] = Field(min_length=1)
+    method_note: LongText = ""
+
+
+class ClaimIssue(_Model):
+    kind: Literal["claim.issue"] = "claim.issue"
+    event_id: RecordId
+
+
+Payload = Annotated[
+    RegistryGenesis
+    | ParticipantRegister
+    | ParticipantSetRoles
+    | ParticipantSuspend
+    | ParticipantReinstate
+    | KeyAdd
+    | KeyRevoke
+    | KeyRotate
+    | WitnessRegister
+    | WitnessRemove
+    | MethodologyPublish
+    | MethodologyWithdraw
+    | ProjectSubmit
+    | ProjectResubmit
+    | ProjectValidate
+    | ProjectDecide
+    | ProjectSuspend
+    | ProjectReinstate
+    | ProjectClose
+    | ReportSubmit
+    | ReportVerify
+    | ReportReject
+    | Issue
+    | Transfer
+    | Retire
+    | Cancel
+    | Freeze
+    | Unfreeze
+    | EventRegister
+    | EventFootprint
+    | ClaimIssue,
+    Field(discriminator="kind"),
+]
+
+PAYLOAD_TYPES: tuple[type[BaseModel], ...] = Payload.__origin__.__args__  # type: ignore[attr-defined]
+KINDS: tuple[str, ...] = tuple(t.model_fields["kind"].default for t in PAYLOAD_TYPES)
+
+
+class TransactionBody(_Model):
+    """What an actor signs."""
+
+    v: Literal[1] = 1
+    origin: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    actor: Identifier
+    key_id: KeyIdText
+    nonce: Nonce
+    created_at: UtcDateTime
+    payload: Payload
+
+    @property
+    def kind(self) -> str:
+        """The transaction kind, e.g. ``units.transfer``."""
+        return self.payload.kind
+
+
+_NONCE_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+def encode_body(body: TransactionBody) -> bytes:
+    """The canonical bytes of a transaction body (what is signed and stored)."""
+    return canonical_json(body.model_dump(mode="json", exclude_none=True))
+
+
+def decode_body(data: bytes) -> TransactionBody:
+    """Parse canonical transaction bytes into a typed body; refuse anything malformed."""
+    if len(data) > MAX_TRANSACTION_BYTES:
+        raise EncodingError(f"transaction: {len(data)} bytes, over the limit of {MAX_TRANSACTION_BYTES}")
+    value = parse_canonical_json(data, what="transaction")
+    return body_from_json(value, original=data)
+
+
+def body_from_json(value: Any, *, original: bytes | None = None) -> TransactionBody:
+    """Validate an already-parsed JSON value as a transaction body (strict, JSON-mode rules)."""
+    data = original if original is not None else canonical_json(value)
+    try:
+        # JSON-mode validation: dates and times arrive as strings, the way they are stored.
+        body = TransactionBody.model_validate_json(data)
+    except ValidationError as exc:
+        raise EncodingError(f"transaction: {_describe(exc)}") from None
+    return body
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:3]:
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        parts.append(f"{where}: {error['msg']}")
+    more = len(exc.errors()) - 3
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def signing_message(body_bytes: bytes) -> bytes:
+    """The exact bytes an actor's key signs for a transaction."""
+    return TRANSACTION_SIGNING_PREFIX + body_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SignedTransaction:
+    """A transaction body in canonical bytes, its signature and the parsed body."""
+
+    body_bytes: bytes
+    signature: bytes
+    body: TransactionBody
+
+    def verify(self, key: PublicKey) -> None:
+        """Check the signature with the given key; raise `SignatureError` if it does not verify."""
+        key.verify(signing_message(self.body_bytes), self.signature)
+
+    def to_json(self) -> dict[str, Any]:
+        """The wire form: ``{"body": {...}, "signature": base64}``."""
+        return {"body": parse_canonical_json(self.body_bytes), "signature": b64encode(self.signature)}
+
+    @classmethod
+    def from_json(cls, value: Any) -> SignedTransaction:
+        """Parse the wire form; the body is re-encoded canonically (that is what was signed)."""
+        if not isinstance(value, dict) or set(value) != {"body", "signature"}:
+            raise EncodingError("signed transaction: expected an object with exactly 'body' and 'signature'")
+        if not isinstance(value["signature"], str):
+            raise EncodingError("signed transaction: 'signature' must be a base64 string")
+        signature = b64decode(value["signature"], what="signature", size=64)
+        body_bytes = canonical_json(value["body"])
+        if len(body_bytes) > MAX_TRANSACTION_BYTES:
+            raise EncodingError(
+                f"transaction: {len(body_bytes)} bytes, over the limit of {MAX_TRANSACTION_BYTES}"
+            )
+        body = body_from_json(value["body"], original=body_bytes)
+        return cls(body_bytes=body_bytes, signature=signature, body=body)
+
+
+def sign_transaction(body: TransactionBody, key: PrivateKey) -> SignedTransaction:
+    """Sign a body with the actor's key (the body must name that key's id)."""
+    if body.key_id != key.key_id:
+        raise EncodingError(f"transaction names key {body.key_id} but is signed with key {key.key_id}")
+    body_bytes = encode_body(body)
+    return SignedTransaction(body_bytes=body_bytes, signature=key.sign(signing_message(body_bytes)), body=body)
+
+
+def make_body(
+    *,
+    origin: str,
+    actor: str,
+    key: PrivateKey | PublicKey,
+    payload: BaseModel,
+    nonce: str,
+    created_at: datetime,
+) -> TransactionBody:
+    """Build a body for a payload; a convenience for clients, tests and the demo."""
+    if not _NONCE_RE.match(nonce):
+        raise EncodingError("nonce: 16 to 64 characters of A-Z a-z 0-9 _ -")
+    key_id: KeyId = key.key_id
+    return TransactionBody.model_validate(
+        {
+            "origin": origin,
+            "actor": actor,
+            "key_id": key_id,
+            "nonce": nonce,
+            "created_at": created_at,
+            "payload": payload,
+        }
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionSigner:
+    """Signs payloads as one actor of one registry: what a client holds."""
+
+    origin: str
+    actor: str
+    key: PrivateKey
+
+    def sign(self, payload: BaseModel, *, at: datetime, nonce: str | None = None) -> SignedTransaction:
+        """Sign a payload with a fresh random nonce (or the given one) and the given client time."""
+        body = make_body(
+            origin=self.origin,
+            actor=self.actor,
+            key=self.key,
+            payload=payload,
+            nonce=nonce if nonce is not None else secrets.token_urlsafe(18),
+            created_at=at,
+        )
+        return sign_transaction(body, self.key)

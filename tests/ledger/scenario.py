@@ -1,0 +1,187 @@
+"""A small world of signed actors that drives the state machine, shared by the ledger tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+
+from ledger.keys import PrivateKey
+from ledger.note import NoteSigner
+from ledger.state import Outcome, State
+from ledger.transactions import (
+    ClaimIssue,
+    EventFootprint,
+    EventKind,
+    FootprintSource,
+    FootprintStage,
+    Opinion,
+    ProjectDecision,
+    RetirementPurpose,
+    EventRegister,
+    Issue,
+    MethodologyPublish,
+    ParticipantRegister,
+    ProjectDecide,
+    ProjectDetails,
+    ProjectSubmit,
+    ProjectValidate,
+    RegistryGenesis,
+    ReportSubmit,
+    ReportVerify,
+    Retire,
+    Role,
+    Selection,
+    SignedTransaction,
+    TransactionSigner,
+    Transfer,
+)
+
+ORIGIN = "registry.test/cdcer"
+START = datetime(2025, 3, 1, 8, 0, tzinfo=UTC)
+SHA = "ab" * 32
+
+
+def seeded_key(label: str) -> PrivateKey:
+    """A deterministic key per label, so tests are reproducible."""
+    import hashlib
+
+    return PrivateKey.from_seed(hashlib.sha256(label.encode()).digest())
+
+
+@dataclass
+class World:
+    """Signs transactions as named participants and applies them to a State, tick by tick."""
+
+    state: State = field(default_factory=State)
+    clock: datetime = START
+    signers: dict[str, TransactionSigner] = field(default_factory=dict)
+    log: list[tuple[SignedTransaction, datetime]] = field(default_factory=list)
+    registry_key: NoteSigner = field(default_factory=lambda: NoteSigner("registry.test/cdcer", seeded_key("log").seed))
+
+    def signer(self, who: str) -> TransactionSigner:
+        if who not in self.signers:
+            self.signers[who] = TransactionSigner(ORIGIN, who, seeded_key(who))
+        return self.signers[who]
+
+    def sign(self, who: str, payload: BaseModel) -> SignedTransaction:
+        self.clock += timedelta(seconds=1)
+        return self.signer(who).sign(payload, at=self.clock)
+
+    def submit(self, who: str, payload: BaseModel) -> Outcome:
+        """Authorise, verify and apply; raises RuleViolation and leaves the state unchanged on refusal."""
+        tx = self.sign(who, payload)
+        return self.accept(tx)
+
+    def accept(self, tx: SignedTransaction) -> Outcome:
+        index = self.state.size
+        key = self.state.authorise(tx.body, index=index, accepted_at=self.clock)
+        tx.verify(key)
+        outcome = self.state.apply(tx.body, index=index, accepted_at=self.clock)
+        self.log.append((tx, self.clock))
+        return outcome
+
+    def advance(self, delta: timedelta) -> None:
+        self.clock += delta
+
+    # --- common stories ---------------------------------------------------------------------------
+
+    def found(self) -> None:
+        self.submit(
+            "authority",
+            RegistryGenesis(
+                registry_vkey=self.registry_key.verifier_key(),
+                authority_name="Chengdu Ecology and Environment Bureau",
+                authority_public_key=seeded_key("authority").public_key.b64(),
+            ),
+        )
+        for pid, roles in (
+            ("verifier", [Role.VERIFIER]),
+            ("owner", [Role.PROJECT_OWNER]),
+            ("organiser", [Role.EVENT_ORGANISER]),
+            ("buyer", [Role.ACCOUNT_HOLDER]),
+        ):
+            self.register(pid, roles)
+        self.submit(
+            "authority",
+            MethodologyPublish(code="CDCER-PV", version="1.0", title="Distributed PV", sector="energy", document_sha256=SHA),
+        )
+
+    def register(self, pid: str, roles: list[Role]) -> None:
+        self.submit(
+            "authority",
+            ParticipantRegister(
+                participant_id=pid, name=pid.title(), roles=tuple(roles), public_keys=(seeded_key(pid).public_key.b64(),)
+            ),
+        )
+
+    def registered_project(self, owner: str = "owner") -> str:
+        details = ProjectDetails(
+            methodology_code="CDCER-PV",
+            methodology_version="1.0",
+            title="Rooftop PV, Pidu",
+            district="Pidu",
+            description="2 MW distributed PV",
+            crediting_start=date(2022, 1, 1),
+            crediting_end=date(2031, 12, 31),
+            estimated_annual_reductions=1500,
+        )
+        pid = str(self.submit(owner, ProjectSubmit(details=details)).details["project_id"])
+        self.submit("verifier", ProjectValidate(project_id=pid, opinion=Opinion.POSITIVE, opinion_sha256=SHA, statement="ok"))
+        self.submit("authority", ProjectDecide(project_id=pid, decision=ProjectDecision.REGISTER, reason="meets the methodology"))
+        return pid
+
+    def issued_batch(self, project_id: str, year: int, claimed: int, verified: int, owner: str = "owner") -> str:
+        rep = self.submit(
+            owner,
+            ReportSubmit(
+                project_id=project_id, period_start=date(year, 1, 1), period_end=date(year, 12, 31), claimed=claimed
+            ),
+        )
+        rid = str(rep.details["report_id"])
+        self.submit("verifier", ReportVerify(report_id=rid, verified=verified, opinion_sha256=SHA, statement="ok"))
+        return str(self.submit("authority", Issue(report_id=rid)).details["batch_id"])
+
+    def event_with_claim(self, units: int = 10, footprint_kg: int = 9600) -> dict[str, Any]:
+        ev = self.submit(
+            "organiser",
+            EventRegister(
+                name="Tianfu Green Forum",
+                event_kind=EventKind.FORUM,
+                venue="Chengdu Century City",
+                start_date=self.clock.date(),
+                end_date=self.clock.date() + timedelta(days=1),
+                expected_attendees=800,
+            ),
+        )
+        eid = str(ev.details["event_id"])
+        self.advance(timedelta(days=3))
+        self.submit(
+            "organiser",
+            EventFootprint(event_id=eid, stage=FootprintStage.FINAL, sources={FootprintSource.VENUE_ENERGY: footprint_kg - 600, FootprintSource.CATERING: 600}),
+        )
+        retired = self.submit(
+            "organiser",
+            Retire(
+                selection=Selection(quantity=units), beneficiary="Tianfu Green Forum", purpose=RetirementPurpose.EVENT, event_id=eid,
+                reason="carbon-neutral forum",
+            ),
+        )
+        claim = self.submit("organiser", ClaimIssue(event_id=eid))
+        return {"event_id": eid, "retirement": retired.details, "claim": claim.details}
+
+    def transfer(self, sender: str, to: str, quantity: int) -> Outcome:
+        return self.submit(sender, Transfer(to=to, selection=Selection(quantity=quantity)))
+
+
+def full_story() -> World:
+    """The story of the registry API issue, on the state machine alone."""
+    world = World()
+    world.found()
+    project = world.registered_project()
+    world.issued_batch(project, 2023, 1200, 1150)
+    world.transfer("owner", "organiser", 300)
+    world.event_with_claim()
+    return world
