@@ -506,6 +506,10 @@ class State:
             raise RuleViolation("forbidden", f"{body.kind} needs the role {needed}; {body.actor} has {sorted(roles)}")
         return PublicKey.from_b64(stored.public_key)
 
+    def skip(self, index: int) -> None:
+        """Count entry ``index`` as seen without applying it (the audit, after reporting it as bad)."""
+        self.size = index + 1
+
     def _expire_nonces(self, now: datetime) -> None:
         horizon = now - 2 * FRESHNESS
         while self._recent and self._recent[0][0] < horizon:

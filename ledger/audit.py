@@ -1,0 +1,407 @@
+"""The audit: verify a whole ledger from its entries, checkpoints and (when given) its projection tables.
+
+The audit streams the log once, in order, keeping only O(log n) tree state, the replayed registry
+state and a bounded window of nonces, and reports every finding with the entry it concerns:
+
+(1) entry encoding: every entry decodes strictly (canonical JSON, exact fields), says its own index,
+    and its stored leaf hash is SHA-256(0x00 || bytes);
+(2) chain hashes: each entry names the previous chain hash and its stored chain hash is
+    SHA-256(chain_{i-1} || leaf_hash_i);
+(3) checkpoints: the Merkle root recomputed from the entries equals the root of every stored
+    checkpoint, each checkpoint is a valid signed note by the registry's key for its origin, and no
+    checkpoint claims more entries than the log holds;
+(4) consistency: each checkpoint extends the one before (a consistency proof built from the stored
+    tree nodes verifies between their roots), so the log was never forked or rewritten;
+(5) signatures: each entry was signed by the key the authority had registered for its actor and not
+    revoked at that entry (checked in worker processes, spread over all cores);
+(6) roles: the actor was active and had the role the transaction kind needs;
+(7) replay: applying every entry to a fresh state passes every rule, and every invariant of SPEC
+    section 3 holds at the end;
+(8) projections: the database's projection tables equal the replayed state, row for row.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import nacl.exceptions
+import nacl.signing
+from pydantic import ValidationError
+
+from ledger.checkpoint import open_checkpoint
+from ledger.encoding import b64encode
+from ledger.errors import EncodingError, LedgerError, NoteError, ProofError, RuleViolation
+from ledger.invariants import Finding, check_all
+from ledger.log import GENESIS_CHAIN, StoredEntry, chain_hash, decode_entry
+from ledger.merkle import Frontier, Hash, NodeReader, consistency_proof, leaf_hash, verify_consistency
+from ledger.note import NoteVerifier
+from ledger.state import RECORD_TYPES, State
+from ledger.storage.tables import record_row
+from ledger.transactions import RegistryGenesis, TransactionBody, signing_message
+
+MAX_REPORTED_FINDINGS = 1000
+PARALLEL_THRESHOLD = 4096  # below this many entries, verifying inline beats starting workers
+CHUNK = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class SourceCheckpoint:
+    """A stored checkpoint: its size, the root stored beside it, and the signed note."""
+
+    size: int
+    root_hash: bytes
+    note: bytes
+
+
+class AuditSource(Protocol):
+    """Where the audit reads a ledger from: a database, a registry over HTTP, or an export file."""
+
+    def entries(self) -> Iterator[StoredEntry]:
+        """Every entry from index 0, in order."""
+
+    def checkpoints(self) -> Sequence[SourceCheckpoint]:
+        """Every stored checkpoint, smallest size first."""
+
+    def node_reader(self) -> NodeReader | None:
+        """The stored tree nodes, if the source has them (used for step 4)."""
+
+    def projection_rows(self, table: str) -> Iterator[dict[str, Any]] | None:
+        """Rows of a projection table, if the source has them (used for step 8)."""
+
+
+@dataclass(slots=True)
+class AuditReport:
+    """What the audit found. ``verified`` is true only when there is no finding at all."""
+
+    entries: int = 0
+    checkpoints: int = 0
+    signatures_checked: int = 0
+    root_hash: bytes = b""
+    findings: list[Finding] = field(default_factory=list)
+    finding_count: int = 0
+    projections_checked: bool = False
+
+    @property
+    def verified(self) -> bool:
+        """No finding: the ledger verifies."""
+        return self.finding_count == 0
+
+    @property
+    def first_bad_index(self) -> int | None:
+        """The smallest entry index any finding names."""
+        indexes = [f.index for f in self.findings if f.index is not None]
+        return min(indexes) if indexes else None
+
+    def first_finding(self) -> Finding | None:
+        """The finding about the earliest entry (or the first finding if none names an entry)."""
+        with_index = [f for f in self.findings if f.index is not None]
+        if with_index:
+            return min(with_index, key=lambda f: f.index if f.index is not None else -1)
+        return self.findings[0] if self.findings else None
+
+    def add(self, step: str, message: str, index: int | None = None) -> None:
+        """Record a finding (keeping the first MAX_REPORTED_FINDINGS in full)."""
+        self.finding_count += 1
+        if len(self.findings) < MAX_REPORTED_FINDINGS:
+            self.findings.append(Finding(step, message, index))
+
+    def to_json(self) -> dict[str, Any]:
+        """A machine-readable report."""
+        first = self.first_finding()
+        return {
+            "verified": self.verified,
+            "entries": self.entries,
+            "checkpoints": self.checkpoints,
+            "signatures_checked": self.signatures_checked,
+            "root_hash": b64encode(self.root_hash),
+            "projections_checked": self.projections_checked,
+            "first_bad_index": self.first_bad_index,
+            "first_finding": None if first is None else str(first),
+            "finding_count": self.finding_count,
+            "findings": [{"step": f.invariant, "index": f.index, "message": f.message} for f in self.findings],
+        }
+
+
+def _verify_chunk(items: Sequence[tuple[int, bytes, bytes, bytes]]) -> list[int]:
+    """Worker: the indexes whose signature does not verify (public key, message, signature)."""
+    bad = []
+    for index, public_key, message, signature in items:
+        try:
+            nacl.signing.VerifyKey(public_key).verify(message, signature)
+        except (nacl.exceptions.BadSignatureError, nacl.exceptions.CryptoError, ValueError, TypeError):
+            bad.append(index)
+    return bad
+
+
+class _SignatureChecker:
+    """Ships signature checks to worker processes in chunks, with a bounded number in flight."""
+
+    def __init__(self, report: AuditReport, workers: int) -> None:
+        self.report = report
+        self.workers = workers
+        self.pending: list[tuple[int, bytes, bytes, bytes]] = []
+        self.inflight: deque[Future[list[int]]] = deque()
+        self.pool: ProcessPoolExecutor | None = None
+
+    def add(self, index: int, public_key: bytes, message: bytes, signature: bytes) -> None:
+        self.pending.append((index, public_key, message, signature))
+        self.report.signatures_checked += 1
+        if len(self.pending) >= CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        items, self.pending = self.pending, []
+        if not items:
+            return
+        if self.workers <= 1:
+            self._record(_verify_chunk(items))
+            return
+        if self.pool is None:
+            self.pool = ProcessPoolExecutor(max_workers=self.workers)
+        self.inflight.append(self.pool.submit(_verify_chunk, items))
+        while len(self.inflight) > 2 * self.workers:
+            self._record(self.inflight.popleft().result())
+
+    def _record(self, bad: list[int]) -> None:
+        for index in bad:
+            self.report.add("signatures", "the actor's signature does not verify with its registered key", index)
+
+    def finish(self) -> None:
+        self._flush()
+        while self.inflight:
+            self._record(self.inflight.popleft().result())
+        if self.pool is not None:
+            self.pool.shutdown()
+
+
+def audit(
+    source: AuditSource,
+    *,
+    vkey: str | None = None,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> AuditReport:
+    """Run steps (1) to (8) over a ledger and return every finding.
+
+    ``vkey`` is the registry's verifier key as the auditor knows it; without it the key named in
+    the genesis entry is used (which only proves self-consistency, not identity).
+    """
+    report = AuditReport()
+    checkpoints = list(source.checkpoints())
+    report.checkpoints = len(checkpoints)
+    pending_cps = deque(checkpoints)
+    verifier: NoteVerifier | None = _verifier(vkey, report) if vkey is not None else None
+    state = State()
+    frontier = Frontier.empty()
+    running_chain = GENESIS_CHAIN
+    if workers is None:
+        workers = os.cpu_count() or 1
+    checker = _SignatureChecker(report, workers)
+    try:
+        for stored in source.entries():
+            index = stored.index
+            if index != report.entries:
+                report.add("encoding", f"expected entry {report.entries} next, found entry {index}", report.entries)
+                index = report.entries
+            report.entries += 1
+            # (1) entry encoding and leaf hash
+            leaf = leaf_hash(stored.data)
+            if stored.leaf_hash != leaf:
+                report.add("encoding", "stored leaf hash does not match the entry's bytes", index)
+            # (2) chain hash
+            computed_chain = chain_hash(running_chain, leaf)
+            if stored.chain_hash != computed_chain:
+                report.add(
+                    "chain",
+                    f"chain hash mismatch: expected {computed_chain.hex()[:12]}…, stored {stored.chain_hash.hex()[:12]}…",
+                    index,
+                )
+            # (3) the tree as the entries build it
+            frontier.append(leaf)
+            try:
+                entry = decode_entry(stored.data, index=index)
+            except EncodingError as exc:
+                report.add("encoding", str(exc).removeprefix(f"entry {index}: "), index)
+                entry = None
+            if entry is not None and entry.prev_chain != running_chain:
+                report.add("chain", "the entry names another previous chain hash than the log's", index)
+            # Resynchronise on the stored chain so one altered entry is reported once, not forever after.
+            running_chain = stored.chain_hash if stored.chain_hash != computed_chain else computed_chain
+            if entry is None:
+                state.skip(index)
+            else:
+                _replay(entry, index, state, report, checker, verifier)
+                if index == 0 and verifier is None and state.registry_vkey is not None:
+                    verifier = _verifier(state.registry_vkey, report)
+            while pending_cps and pending_cps[0].size == report.entries:
+                _check_checkpoint(pending_cps.popleft(), frontier.root(), verifier, state, report)
+            if progress is not None and report.entries % CHUNK == 0:
+                progress(report.entries)
+        checker.finish()
+    finally:
+        if checker.pool is not None:
+            checker.pool.shutdown(cancel_futures=True)
+    if progress is not None:
+        progress(report.entries)
+    for cp in pending_cps:
+        report.add(
+            "checkpoints",
+            f"checkpoint of size {cp.size} covers entries the log does not have (it holds {report.entries}): "
+            "the log was truncated",
+            report.entries,
+        )
+    report.root_hash = frontier.root()
+    # (4) consistency between successive checkpoints, through the stored tree nodes
+    _check_consistency(source.node_reader(), checkpoints, report)
+    # (7) every invariant after replay
+    for finding in check_all(state):
+        report.add("invariants", finding.message, finding.index)
+    # (8) projection tables equal the replay
+    _check_projections(source, state, report)
+    return report
+
+
+def _verifier(vkey: str, report: AuditReport) -> NoteVerifier | None:
+    try:
+        return NoteVerifier.from_vkey(vkey)
+    except NoteError as exc:
+        report.add("checkpoints", f"registry verifier key is not usable: {exc}")
+        return None
+
+
+def _replay(
+    entry: Any,
+    index: int,
+    state: State,
+    report: AuditReport,
+    checker: _SignatureChecker,
+    verifier: NoteVerifier | None,
+) -> None:
+    try:
+        body = TransactionBody.model_validate_json(entry.body_bytes)
+    except ValidationError as exc:
+        report.add("encoding", f"transaction does not parse: {exc.errors()[0]['msg']}", index)
+        return
+    if index == 0 and isinstance(body.payload, RegistryGenesis) and verifier is not None:
+        if body.payload.registry_vkey != verifier.verifier_key():
+            report.add(
+                "checkpoints",
+                f"the genesis entry names registry key {body.payload.registry_vkey.split('+')[0]}+"
+                f"{body.payload.registry_vkey.split('+')[1] if '+' in body.payload.registry_vkey else '?'}, "
+                f"not the expected {verifier.verifier_key().split('+')[1]}",
+                index,
+            )
+    # (5, 6) key validity and role at this entry
+    try:
+        key = state.authorise(body, index=index, accepted_at=entry.accepted_at)
+    except RuleViolation as exc:
+        report.add("roles" if exc.code in ("forbidden", "actor_suspended") else "keys", exc.message, index)
+        state.skip(index)
+        return
+    except LedgerError as exc:
+        report.add("keys", str(exc), index)
+        state.skip(index)
+        return
+    if key.raw != entry.public_key:
+        report.add("signatures", f"entry carries a public key other than the registered key {key.key_id}", index)
+    checker.add(index, key.raw, signing_message(entry.body_bytes), entry.signature)
+    # (7) the state machine
+    try:
+        state.apply(body, index=index, accepted_at=entry.accepted_at)
+    except RuleViolation as exc:
+        report.add("replay", f"{exc.code}: {exc.message}", index)
+        state.skip(index)
+    state.dirty.clear()
+
+
+def _check_checkpoint(
+    cp: SourceCheckpoint, root: Hash, verifier: NoteVerifier | None, state: State, report: AuditReport
+) -> None:
+    where = cp.size - 1 if cp.size else None
+    if cp.root_hash != root:
+        report.add(
+            "checkpoints",
+            f"checkpoint of size {cp.size}: stored root {b64encode(cp.root_hash)} but the entries give {b64encode(root)}",
+            where,
+        )
+    if verifier is None:
+        report.add("checkpoints", f"checkpoint of size {cp.size}: no registry key to verify it with", where)
+        return
+    try:
+        signed = open_checkpoint(cp.note, verifier, origin=state.origin)
+    except NoteError as exc:
+        report.add("checkpoints", f"checkpoint of size {cp.size}: {exc}", where)
+        return
+    if signed.checkpoint.size != cp.size or signed.checkpoint.root_hash != root:
+        report.add(
+            "checkpoints",
+            f"checkpoint of size {cp.size}: the signed note says size {signed.checkpoint.size}, root "
+            f"{b64encode(signed.checkpoint.root_hash)}; the entries give {b64encode(root)}",
+            where,
+        )
+
+
+def _check_consistency(reader: NodeReader | None, checkpoints: Sequence[SourceCheckpoint], report: AuditReport) -> None:
+    if reader is None:
+        return  # every root was recomputed from the entries themselves, which implies consistency
+    usable = [cp for cp in checkpoints if 0 < cp.size <= report.entries]
+    for old, new in zip(usable, usable[1:], strict=False):
+        if old.size == new.size:
+            continue
+        try:
+            proof = consistency_proof(reader, old.size, new.size)
+            verify_consistency(
+                old_size=old.size, new_size=new.size, old_root=old.root_hash, new_root=new.root_hash, proof=proof
+            )
+        except ProofError as exc:
+            report.add("consistency", f"checkpoints {old.size} -> {new.size}: {exc}", new.size - 1)
+
+
+def _check_projections(source: AuditSource, state: State, report: AuditReport) -> None:
+    for record_type in RECORD_TYPES:
+        rows = source.projection_rows(record_type.TABLE)
+        if rows is None:
+            return
+        report.projections_checked = True
+        seen = 0
+        for row in rows:
+            seen += 1
+            key = tuple(row[name] for name in record_type.KEY)
+            record = state.lookup(record_type.TABLE, key)
+            if record is None:
+                report.add("projections", f"{record_type.TABLE} row {key} does not exist in the replayed state")
+                continue
+            expected = record_row(record)
+            if _normalise(row) != _normalise(expected):
+                differing = sorted(k for k in expected if _normalise_value(row.get(k)) != _normalise_value(expected[k]))
+                report.add(
+                    "projections",
+                    f"{record_type.TABLE} row {key} differs from the replayed state in {', '.join(differing)}",
+                    _record_entry(record),
+                )
+        expected_count = sum(1 for _ in state.records(record_type.TABLE))
+        if seen != expected_count:
+            report.add("projections", f"{record_type.TABLE} has {seen} rows, the replayed state has {expected_count}")
+
+
+def _record_entry(record: Any) -> int | None:
+    for name in ("updated_at", "entry", "issued_at", "registered_at", "published_at", "added_at"):
+        value = getattr(record, name, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def _normalise(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _normalise_value(v) for k, v in row.items()}
+
+
+def _normalise_value(value: Any) -> Any:
+    if isinstance(value, memoryview):
+        return bytes(value)
+    return value
