@@ -9,6 +9,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 import migrations
 from ledger.errors import StorageError
@@ -41,8 +42,13 @@ def downgrade(engine: Engine, revision: str) -> None:
 def require_current(engine: Engine) -> None:
     """Refuse to work on a database whose schema is not at the latest migration."""
     head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
-    with engine.connect() as conn:
-        current = MigrationContext.configure(conn).get_current_revision()
+    if engine.dialect.name == "sqlite" and engine.url.database and not Path(engine.url.database).exists():
+        raise StorageError(f"no ledger database at {engine.url.database}")
+    try:
+        with engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot open the database: {str(exc).strip().splitlines()[0]}") from None
     if current != head:
         raise StorageError(
             f"database schema is at {current or 'nothing'}, the code needs {head}: run `cdcer init` or "
