@@ -26,7 +26,7 @@ app = typer.Typer(
 )
 audit_app = typer.Typer(help="Verify a ledger: chain, tree, checkpoints, signatures, roles, replay.")
 app.add_typer(audit_app, name="audit")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 @audit_app.command("verify")
