@@ -48,6 +48,9 @@ def canonical_json(value: Any) -> bytes:
         return rfc8785.dumps(value)
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
         raise EncodingError(f"cannot canonicalize JSON: {exc}") from None
+    except RecursionError:
+        # The reference encoder recurses once per level: a deep (or circular) value exhausts the stack.
+        raise EncodingError("cannot canonicalize JSON: nested too deeply (or circular)") from None
 
 
 def parse_canonical_json(data: bytes, *, what: str = "document") -> Any:

@@ -77,7 +77,12 @@ def parse_serial(text: str) -> tuple[str, int]:
     value = int(serial)
     if value < 1:
         raise EncodingError(f"serial {text!r}: serial numbers start at 1")
-    return batch_id(project, int(vintage), int(number)), value
+    batch = batch_id(project, int(vintage), int(number))
+    canonical = f"CDCER-{batch}-{value:0{SERIAL_DIGITS}d}"
+    if canonical != text:
+        # One serial, one spelling: no extra zero padding, no trailing newline (``$`` allows one).
+        raise EncodingError(f"serial {text!r}: not in canonical form (expected {canonical})")
+    return batch, value
 
 
 def split(parent: SerialRange, part: SerialRange) -> tuple[SerialRange | None, SerialRange | None]:

@@ -51,7 +51,9 @@ def _require_utc(value: datetime) -> datetime:
 
 def format_utc(value: datetime) -> str:
     """The one textual form of a time in this ledger: ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = value.astimezone(UTC)
+    # strftime's %Y does not zero-pad years before 1000, which the parsers then refuse.
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S.%f}Z"
 
 
 UtcDateTime = Annotated[datetime, AfterValidator(_require_utc), PlainSerializer(format_utc, return_type=str)]
@@ -571,16 +573,19 @@ def make_body(
     if not _NONCE_RE.match(nonce):
         raise EncodingError("nonce: 16 to 64 characters of A-Z a-z 0-9 _ -")
     key_id: KeyId = key.key_id
-    return TransactionBody.model_validate(
-        {
-            "origin": origin,
-            "actor": actor,
-            "key_id": key_id,
-            "nonce": nonce,
-            "created_at": created_at,
-            "payload": payload,
-        }
-    )
+    try:
+        return TransactionBody.model_validate(
+            {
+                "origin": origin,
+                "actor": actor,
+                "key_id": key_id,
+                "nonce": nonce,
+                "created_at": created_at,
+                "payload": payload,
+            }
+        )
+    except ValidationError as exc:
+        raise EncodingError(f"transaction: {_describe(exc)}") from None
 
 
 @dataclass(frozen=True, slots=True)
