@@ -78,6 +78,49 @@ def parse_canonical_json(data: bytes, *, what: str = "document") -> Any:
     return value
 
 
+def loads_strict(data: bytes, *, what: str = "document") -> Any:
+    """Parse JSON bytes, refusing invalid UTF-8, floats, NaN and integers outside the safe range."""
+    try:
+        return json.loads(
+            data.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_refuse_float, parse_int=_safe_int
+        )
+    except UnicodeDecodeError as exc:
+        raise EncodingError(f"{what}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except RecursionError:
+        raise EncodingError(f"{what}: JSON nested too deeply") from None
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise EncodingError(f"{what}: not valid JSON ({exc})") from None
+
+
+def is_canonical(value: Any, data: bytes) -> bool:
+    """Whether ``data`` is the canonical encoding of ``value``, a value parsed by `loads_strict`.
+
+    Cheaper than `canonical_json` for parsed input: integers are already known to be safe, so only
+    object keys outside the ASCII range need the careful path.
+    """
+    try:
+        fast = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    if fast != data:
+        return False
+    return data.isascii() or _keys_sort_alike(value)
+
+
+def _keys_sort_alike(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not key.isascii() and max(key) > "\ud7ff":
+                    return False
+                stack.append(child)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
 def _fast_path_ok(value: Any, depth: int = 0) -> bool:
     if depth > 64:
         return False

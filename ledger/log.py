@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NewType
 
-from ledger.encoding import b64decode, b64encode, parse_canonical_json
+from ledger.encoding import b64decode, b64encode, is_canonical, loads_strict
 from ledger.errors import EncodingError
 from ledger.merkle import leaf_hash
 from ledger.transactions import TransactionBody, decode_body, format_utc, signing_message
@@ -75,7 +75,7 @@ class StoredEntry:
 def decode_entry(data: bytes, *, index: int | None = None) -> Entry:
     """Parse entry bytes strictly: canonical JSON with exactly the entry fields, in their forms."""
     what = "entry" if index is None else f"entry {index}"
-    value = parse_canonical_json(data, what=what)
+    value = loads_strict(data, what=what)
     if not isinstance(value, dict) or set(value) != {
         "accepted_at",
         "index",
@@ -96,9 +96,14 @@ def decode_entry(data: bytes, *, index: int | None = None) -> Entry:
         if not isinstance(value[name], str):
             raise EncodingError(f"{what}: {name} must be a string")
     try:
-        accepted_at = datetime.strptime(value["accepted_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        text = value["accepted_at"]
+        if len(text) != 27 or text[-1] != "Z" or text[10] != "T" or text[19] != ".":
+            raise ValueError(text)
+        accepted_at = datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
     except ValueError:
-        raise EncodingError(f"{what}: accepted_at {value['accepted_at']!r} is not YYYY-MM-DDTHH:MM:SS.ffffffZ") from None
+        raise EncodingError(
+            f"{what}: accepted_at {value['accepted_at']!r} is not YYYY-MM-DDTHH:MM:SS.ffffffZ"
+        ) from None
     if not isinstance(value["transaction"], dict):
         raise EncodingError(f"{what}: transaction must be an object")
     # The document is canonical, so the transaction's canonical bytes sit verbatim before the suffix.
@@ -112,7 +117,8 @@ def decode_entry(data: bytes, *, index: int | None = None) -> Entry:
         signature=b64decode(value["signature"], what=f"{what}: signature", size=64),
         body_bytes=body_bytes,
     )
-    if entry.encode() != data:
+    # The envelope is re-encoded in full; the transaction inside must itself be canonical JSON.
+    if entry.encode() != data or not is_canonical(value["transaction"], body_bytes):
         raise EncodingError(f"{what}: bytes are not the entry's canonical encoding")
     return entry
 
