@@ -37,7 +37,7 @@ from ledger.checkpoint import open_checkpoint
 from ledger.encoding import b64encode
 from ledger.errors import EncodingError, LedgerError, NoteError, ProofError, RuleViolation
 from ledger.invariants import Finding, check_all
-from ledger.log import GENESIS_CHAIN, StoredEntry, chain_hash, decode_entry
+from ledger.log import GENESIS_CHAIN, ChainHash, StoredEntry, chain_hash, decode_entry
 from ledger.merkle import Frontier, Hash, NodeReader, consistency_proof, leaf_hash, verify_consistency
 from ledger.note import NoteVerifier
 from ledger.state import RECORD_TYPES, State
@@ -158,7 +158,8 @@ class _SignatureChecker:
         items, self.pending = self.pending, []
         if not items:
             return
-        if self.workers <= 1:
+        # A small log is verified inline: starting worker processes would cost more than it saves.
+        if self.workers <= 1 or (self.pool is None and self.report.signatures_checked <= PARALLEL_THRESHOLD):
             self._record(_verify_chunk(items))
             return
         if self.pool is None:
@@ -218,7 +219,8 @@ def audit(
             if stored.chain_hash != computed_chain:
                 report.add(
                     "chain",
-                    f"chain hash mismatch: expected {computed_chain.hex()[:12]}…, stored {stored.chain_hash.hex()[:12]}…",
+                    f"chain hash mismatch: expected {computed_chain.hex()[:12]}…, "
+                    f"stored {stored.chain_hash.hex()[:12]}…",
                     index,
                 )
             # (3) the tree as the entries build it
@@ -230,8 +232,10 @@ def audit(
                 entry = None
             if entry is not None and entry.prev_chain != running_chain:
                 report.add("chain", "the entry names another previous chain hash than the log's", index)
-            # Resynchronise on the stored chain so one altered entry is reported once, not forever after.
-            running_chain = stored.chain_hash if stored.chain_hash != computed_chain else computed_chain
+            # When an entry's bytes were altered, resynchronise on the stored chain hash so the damage is
+            # reported once, at that entry, and not again at every entry after it.
+            altered = stored.chain_hash != computed_chain and stored.leaf_hash != leaf
+            running_chain = ChainHash(stored.chain_hash) if altered else computed_chain
             if entry is None:
                 state.skip(index)
             else:
@@ -326,7 +330,8 @@ def _check_checkpoint(
     if cp.root_hash != root:
         report.add(
             "checkpoints",
-            f"checkpoint of size {cp.size}: stored root {b64encode(cp.root_hash)} but the entries give {b64encode(root)}",
+            f"checkpoint of size {cp.size}: stored root {b64encode(cp.root_hash)} "
+            f"but the entries give {b64encode(root)}",
             where,
         )
     if verifier is None:
@@ -356,7 +361,11 @@ def _check_consistency(reader: NodeReader | None, checkpoints: Sequence[SourceCh
         try:
             proof = consistency_proof(reader, old.size, new.size)
             verify_consistency(
-                old_size=old.size, new_size=new.size, old_root=old.root_hash, new_root=new.root_hash, proof=proof
+                old_size=old.size,
+                new_size=new.size,
+                old_root=old.root_hash,
+                new_root=new.root_hash,
+                proof=proof,
             )
         except ProofError as exc:
             report.add("consistency", f"checkpoints {old.size} -> {new.size}: {exc}", new.size - 1)
@@ -379,10 +388,13 @@ def _check_projections(source: AuditSource, state: State, report: AuditReport) -
             expected = record_row(record)
             if _normalise(row) != _normalise(expected):
                 differing = sorted(k for k in expected if _normalise_value(row.get(k)) != _normalise_value(expected[k]))
+                # The table is what is wrong, not an entry: the finding names no entry index (so it never
+                # masks the first bad entry of a damaged log); the message says which entry wrote the row.
+                last = _record_entry(record)
                 report.add(
                     "projections",
-                    f"{record_type.TABLE} row {key} differs from the replayed state in {', '.join(differing)}",
-                    _record_entry(record),
+                    f"{record_type.TABLE} row {key} differs from the replayed state in {', '.join(differing)}"
+                    + ("" if last is None else f" (the log last changed it at entry {last})"),
                 )
         expected_count = sum(1 for _ in state.records(record_type.TABLE))
         if seen != expected_count:

@@ -13,7 +13,7 @@ appends nothing.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,13 +23,13 @@ from sqlalchemy import Connection, Engine
 from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.errors import ConflictError, EncodingError, IntegrityError, RuleViolation, SignatureError
 from ledger.invariants import check_batch_conservation, check_claims, check_holders
+from ledger.keys import PrivateKey
 from ledger.log import GENESIS_CHAIN, Entry, StoredEntry, decode_entry, seal
-from ledger.merkle import Frontier, Hash, inclusion_proof, root_at
+from ledger.merkle import Frontier, Hash, MemoryNodeStore, NodeId, NodeReader, inclusion_proof, root_at
 from ledger.note import NoteSigner
 from ledger.state import Outcome, State
 from ledger.storage import store
 from ledger.storage.engine import read_transaction, write_transaction
-from ledger.keys import PrivateKey
 from ledger.transactions import RegistryGenesis, SignedTransaction, TransactionSigner, format_utc
 
 
@@ -67,10 +67,17 @@ class Ledger:
             self._state = State()
         state = self._state
         for stored in store.iter_entries(conn, state.size):
-            entry = decode_entry(stored.data, index=stored.index)
-            body = entry.body()
-            state.authorise(body, index=entry.index, accepted_at=entry.accepted_at)
-            state.apply(body, index=entry.index, accepted_at=entry.accepted_at)
+            # A stored entry that does not replay is damage to the log, not the caller's rule violation.
+            try:
+                entry = decode_stored(stored)
+                body = entry.body()
+                state.authorise(body, index=entry.index, accepted_at=entry.accepted_at)
+                state.apply(body, index=entry.index, accepted_at=entry.accepted_at)
+            except (EncodingError, RuleViolation, IntegrityError) as exc:
+                self._state = None
+                reason = f"{exc.code}: {exc.message}" if isinstance(exc, RuleViolation) else str(exc)
+                reason = reason.removeprefix(f"entry {stored.index}: ")
+                raise IntegrityError(f"the stored log does not replay: {reason}", index=stored.index) from None
         state.dirty.clear()  # those rows were written by whoever appended the entries
         return state
 
@@ -81,25 +88,25 @@ class Ledger:
 
     # --- appending -----------------------------------------------------------------------------------
 
-    def submit(
-        self, txs: Sequence[SignedTransaction], *, now: datetime | None = None
-    ) -> list[Receipt | RuleViolation]:
+    def submit(self, txs: Sequence[SignedTransaction], *, now: datetime | None = None) -> list[Receipt | RuleViolation]:
         """Append what passes, refuse what does not; one durable checkpoint covers the whole batch."""
         try:
             with write_transaction(self.engine) as conn:
-                results, size = self._append(conn, txs, now or datetime.now(UTC))
+                batch = self._append(conn, txs, now or datetime.now(UTC))
         except BaseException:
             self._state = None  # memory may be ahead of the rolled-back database: rebuild on next use
             raise
-        return self._with_proofs(results, size)
+        return self._with_proofs(batch)
 
-    def _append(
-        self, conn: Connection, txs: Sequence[SignedTransaction], now: datetime
-    ) -> tuple[list[Any], int]:
+    def _append(self, conn: Connection, txs: Sequence[SignedTransaction], now: datetime) -> _Batch:
         state = self._caught_up(conn)
         origin = store.get_meta(conn, "origin")
         size = state.size
         frontier = Frontier.load(store.DbNodeReader(conn), size) if size else Frontier.empty()
+        # The new entries' proofs need only the old frontier's nodes and the nodes this batch makes.
+        memory = MemoryNodeStore()
+        memory.put_nodes(zip(frontier_node_ids(size), frontier.hashes, strict=True))
+        used = store.find_nonces(conn, ((tx.body.actor, tx.body.nonce) for tx in txs))
         prev = store.read_entries(conn, size - 1, size)[0].chain_hash if size else GENESIS_CHAIN
         results: list[Any] = []
         sealed: list[tuple[StoredEntry, store.EntryMeta]] = []
@@ -110,7 +117,7 @@ class Ledger:
             accepted_at = max(now, last) if last is not None else now
             identity = tx_hash(tx)
             key = (tx.body.actor, tx.body.nonce)
-            earlier = seen.get(key) or _as_pair(store.find_by_nonce(conn, *key))
+            earlier = seen.get(key) or _as_pair(used.get(key))
             if earlier is not None:
                 if earlier[0] == identity:
                     results.append(("duplicate", earlier[1]))
@@ -150,16 +157,17 @@ class Ledger:
             results.append(("new", index, outcome))
             last = accepted_at
         if not sealed:
-            return results, state.size
+            return _Batch(results, None, memory)
         store.insert_entries(conn, sealed)
         store.insert_nodes(conn, nodes)
+        memory.put_nodes(nodes)
         store.write_projections(conn, state)
         if origin is None and state.origin is not None:
             store.set_meta(conn, "origin", state.origin)
             if state.registry_vkey is not None:
                 store.set_meta(conn, "vkey", state.registry_vkey)
-        self._sign_checkpoint(conn, state.origin or "", state.size, frontier.root())
-        return results, state.size
+        checkpoint = self._sign_checkpoint(conn, state.origin or "", state.size, frontier.root())
+        return _Batch(results, checkpoint, memory)
 
     def _check_invariants(self, state: State, outcome: Outcome) -> None:
         """The write path raises at the first violation of an invariant for what the entry touched."""
@@ -172,7 +180,7 @@ class Ledger:
         if findings:
             raise IntegrityError(f"invariant broken by the write path: {findings[0]}", index=state.size - 1)
 
-    def _sign_checkpoint(self, conn: Connection, origin: str, size: int, root: bytes) -> None:
+    def _sign_checkpoint(self, conn: Connection, origin: str, size: int, root: bytes) -> store.StoredCheckpoint:
         last = store.latest_checkpoint(conn)
         if last is not None:
             if last.size > size:
@@ -181,30 +189,36 @@ class Ledger:
             if root_at(store.DbNodeReader(conn), last.size) != last.root_hash:
                 raise IntegrityError(f"the stored tree no longer matches checkpoint {last.size}; refusing to sign")
             if last.size == size:
-                return
+                return last
         note = sign_checkpoint(Checkpoint(origin, size, root), self.signer)
-        store.insert_checkpoint(conn, store.StoredCheckpoint(size, root, note, format_utc(datetime.now(UTC))))
+        stored = store.StoredCheckpoint(size, root, note, format_utc(datetime.now(UTC)))
+        store.insert_checkpoint(conn, stored)
+        return stored
 
-    def _with_proofs(self, results: list[Any], size: int) -> list[Receipt | RuleViolation]:
+    def _with_proofs(self, batch: _Batch) -> list[Receipt | RuleViolation]:
+        results = batch.results
         if all(isinstance(r, RuleViolation) for r in results):
             return list(results)
+        if batch.checkpoint is not None and all(isinstance(r, RuleViolation) or r[0] == "new" for r in results):
+            return [self._receipt(r, batch.checkpoint, batch.memory) for r in results]
+        # Some are re-sent transactions whose entries are older: read what they need from the database.
         with read_transaction(self.engine) as conn:
-            cp = store.latest_checkpoint(conn)
-            assert cp is not None
-            reader = store.DbNodeReader(conn)
-            receipts: list[Receipt | RuleViolation] = []
-            for result in results:
-                if isinstance(result, RuleViolation):
-                    receipts.append(result)
-                    continue
-                index = result[1]
-                leaf = store.read_entries(conn, index, index + 1)[0].leaf_hash
-                proof = tuple(inclusion_proof(reader, index, cp.size))
-                outcome = result[2] if result[0] == "new" else None
-                receipts.append(
-                    Receipt(index, leaf, cp.note, cp.size, proof, outcome, duplicate=result[0] == "duplicate")
-                )
-        return receipts
+            checkpoint = store.latest_checkpoint(conn)
+            assert checkpoint is not None
+            reader = _Overlay(batch.memory, store.DbNodeReader(conn))
+            return [self._receipt(r, checkpoint, reader) for r in results]
+
+    @staticmethod
+    def _receipt(result: Any, checkpoint: store.StoredCheckpoint, reader: NodeReader) -> Receipt | RuleViolation:
+        if isinstance(result, RuleViolation):
+            return result
+        index = result[1]
+        leaf = reader.get_nodes([NodeId(0, index)])[NodeId(0, index)]
+        proof = tuple(inclusion_proof(reader, index, checkpoint.size))
+        outcome = result[2] if result[0] == "new" else None
+        return Receipt(
+            index, leaf, checkpoint.note, checkpoint.size, proof, outcome, duplicate=result[0] == "duplicate"
+        )
 
     # --- reading -------------------------------------------------------------------------------------
 
@@ -217,6 +231,41 @@ class Ledger:
         """Entries in the log."""
         with read_transaction(self.engine) as conn:
             return store.log_size(conn)
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """What one append transaction did: per-transaction results, its checkpoint, the nodes it knows."""
+
+    results: list[Any]
+    checkpoint: store.StoredCheckpoint | None
+    memory: MemoryNodeStore
+
+
+class _Overlay:
+    """Nodes from memory where present, else from the database."""
+
+    def __init__(self, memory: MemoryNodeStore, fallback: NodeReader) -> None:
+        self._memory = memory
+        self._fallback = fallback
+
+    def get_nodes(self, ids: Sequence[NodeId]) -> Mapping[NodeId, Hash]:
+        found = dict(self._memory.get_known(ids))
+        missing = [n for n in ids if n not in found]
+        if missing:
+            found.update(self._fallback.get_nodes(missing))
+        return found
+
+
+def frontier_node_ids(size: int) -> list[NodeId]:
+    """The ids of the perfect subtrees covering [0, size), largest first (the frontier's nodes)."""
+    ids = []
+    start = 0
+    for level in range(size.bit_length() - 1, -1, -1):
+        if size >> level & 1:
+            ids.append(NodeId(level, start >> level))
+            start += 1 << level
+    return ids
 
 
 def _as_pair(found: tuple[int, bytes] | None) -> tuple[bytes, int] | None:

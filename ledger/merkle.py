@@ -110,9 +110,7 @@ class MemoryNodeStore:
         for node_id, digest in nodes:
             stored = self._nodes.setdefault(node_id, digest)
             if stored != digest:
-                raise IntegrityError(
-                    f"{node_id}: already stored as {b64encode(stored)}, refusing {b64encode(digest)}"
-                )
+                raise IntegrityError(f"{node_id}: already stored as {b64encode(stored)}, refusing {b64encode(digest)}")
 
     def get_nodes(self, ids: Sequence[NodeId]) -> Mapping[NodeId, Hash]:
         """Return the requested nodes; raise `ProofError` naming the first missing ones."""
@@ -122,6 +120,10 @@ class MemoryNodeStore:
             more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
             raise ProofError(f"missing {len(missing)} stored node(s): {listed}{more}")
         return {node_id: self._nodes[node_id] for node_id in ids}
+
+    def get_known(self, ids: Sequence[NodeId]) -> Mapping[NodeId, Hash]:
+        """Return those of the requested nodes that are stored; never raises."""
+        return {node_id: self._nodes[node_id] for node_id in ids if node_id in self._nodes}
 
 
 @dataclass(slots=True)
@@ -140,8 +142,7 @@ class Frontier:
         expected = self.size.bit_count()
         if len(self.hashes) != expected:
             raise ProofError(
-                f"frontier: wrong size: expected {expected} hashes for a tree of {self.size}, "
-                f"found {len(self.hashes)}"
+                f"frontier: wrong size: expected {expected} hashes for a tree of {self.size}, found {len(self.hashes)}"
             )
         for position, digest in enumerate(self.hashes):
             _check_hash(f"frontier hash {position}", digest)
@@ -281,8 +282,7 @@ def verify_inclusion(*, leaf: bytes, index: int, size: int, proof: Sequence[byte
     # (5) compare with the root.
     if computed != root:
         raise ProofError(
-            f"inclusion proof: root mismatch: expected {b64encode(root)}, "
-            f"proof leads to {b64encode(computed)}"
+            f"inclusion proof: root mismatch: expected {b64encode(root)}, proof leads to {b64encode(computed)}"
         )
 
 
@@ -349,13 +349,11 @@ def verify_consistency(
         raise ProofError("consistency proof: proof is shorter than the path to the root")
     if fr != old_root:
         raise ProofError(
-            f"consistency proof: old root mismatch: expected {b64encode(old_root)}, "
-            f"proof leads to {b64encode(fr)}"
+            f"consistency proof: old root mismatch: expected {b64encode(old_root)}, proof leads to {b64encode(fr)}"
         )
     if sr != new_root:
         raise ProofError(
-            f"consistency proof: new root mismatch: expected {b64encode(new_root)}, "
-            f"proof leads to {b64encode(sr)}"
+            f"consistency proof: new root mismatch: expected {b64encode(new_root)}, proof leads to {b64encode(sr)}"
         )
 
 

@@ -1,4 +1,4 @@
-"""The audit's view of a ledger database: one consistent snapshot of entries, checkpoints, nodes and projections."""
+"""The audit's view of a ledger database: one snapshot of entries, checkpoints, nodes and projections."""
 
 from __future__ import annotations
 

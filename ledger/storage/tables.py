@@ -116,7 +116,7 @@ def record_row(record: Any) -> dict[str, Any]:
     row = {}
     for fld in dataclasses.fields(record):
         value = getattr(record, fld.name)
-        row[fld.name] = canonical_json(_jsonable(value)) .decode() if isinstance(value, tuple) else value
+        row[fld.name] = canonical_json(_jsonable(value)).decode() if isinstance(value, tuple) else value
     return row
 
 
