@@ -101,6 +101,13 @@ class Ledger:
     def _append(self, conn: Connection, txs: Sequence[SignedTransaction], now: datetime) -> _Batch:
         state = self._caught_up(conn)
         origin = store.get_meta(conn, "origin")
+        registry_vkey = store.get_meta(conn, "vkey")
+        if registry_vkey is not None and registry_vkey != self.signer.verifier_key():
+            # Checkpoints signed with any other key would not verify for anyone: refuse up front.
+            raise ConflictError(
+                f"this process signs with {self.signer.name}+{self.signer.key_id.hex()}, but the registry's "
+                f"checkpoint key is {'+'.join(registry_vkey.split('+')[:2])}"
+            )
         size = state.size
         frontier = Frontier.load(store.DbNodeReader(conn), size) if size else Frontier.empty()
         # The new entries' proofs need only the old frontier's nodes and the nodes this batch makes.

@@ -15,11 +15,11 @@ from sqlalchemy import Engine, func, select
 
 from ledger.audit import audit
 from ledger.checkpoint import open_checkpoint
-from ledger.errors import RuleViolation, StorageError
+from ledger.errors import ConflictError, RuleViolation, StorageError
 from ledger.ledger import Ledger, Receipt, found_registry, tx_hash
 from ledger.log import decode_entry
 from ledger.merkle import root_from_leaves, verify_inclusion
-from ledger.note import NoteVerifier
+from ledger.note import NoteSigner, NoteVerifier
 from ledger.state import RECORD_TYPES
 from ledger.storage import store
 from ledger.storage.engine import make_engine, read_transaction
@@ -287,6 +287,14 @@ def test_a_transaction_for_another_registry_is_refused(issued: Story) -> None:
     assert isinstance(refused, RuleViolation)
     assert refused.code == "wrong_origin"
     assert ledger.size() == size
+
+
+def test_a_process_with_another_checkpoint_key_refuses_to_append(issued: Story) -> None:
+    impostor = Ledger(issued.ledger.engine, NoteSigner(ORIGIN, seeded_key("another log key").seed))
+    size = issued.ledger.size()
+    with pytest.raises(ConflictError, match="but the registry's checkpoint key is"):
+        impostor.submit([transfer(issued, "owner", "buyer", 1)], now=issued.world.clock)
+    assert issued.ledger.size() == size
 
 
 def test_a_stale_transaction_is_refused(issued: Story) -> None:
