@@ -130,13 +130,18 @@ def signer(name: str) -> TransactionSigner:
 
 def setup(ledger: Ledger) -> World:
     """Entry 0 and the participants, a project, and enough issued units to move around."""
-    found_registry(ledger, authority_id="authority", authority_name="Bench Authority", authority_key=key_for("authority"))
+    found_registry(
+        ledger, authority_id="authority", authority_name="Bench Authority", authority_key=key_for("authority")
+    )
     accounts = [f"acct{i:03d}" for i in range(ACCOUNTS)]
     signers = {name: signer(name) for name in ["authority", "verifier", *accounts]}
     world = World(ledger, signers)
     registrations: list[object] = [
         ParticipantRegister(
-            participant_id="verifier", name="Verifier", roles=(Role.VERIFIER,), public_keys=(key_for("verifier").public_key.b64(),)
+            participant_id="verifier",
+            name="Verifier",
+            roles=(Role.VERIFIER,),
+            public_keys=(key_for("verifier").public_key.b64(),),
         )
     ]
     registrations += [
@@ -164,11 +169,17 @@ def setup(ledger: Ledger) -> World:
             estimated_annual_reductions=100_000,
         )
         world.submit(account, [ProjectSubmit(details=details)])
-        world.submit("verifier", [ProjectValidate(project_id=pid, opinion=Opinion.POSITIVE, opinion_sha256=SHA, statement="ok")])
+        world.submit(
+            "verifier", [ProjectValidate(project_id=pid, opinion=Opinion.POSITIVE, opinion_sha256=SHA, statement="ok")]
+        )
         world.submit("authority", [ProjectDecide(project_id=pid, decision=ProjectDecision.REGISTER, reason="ok")])
         world.submit(
             account,
-            [ReportSubmit(project_id=pid, period_start=date(2023, 1, 1), period_end=date(2023, 12, 31), claimed=1_000_000)],
+            [
+                ReportSubmit(
+                    project_id=pid, period_start=date(2023, 1, 1), period_end=date(2023, 12, 31), claimed=1_000_000
+                )
+            ],
         )
         rid = f"MR{number:04d}"
         world.submit("verifier", [ReportVerify(report_id=rid, verified=1_000_000, opinion_sha256=SHA, statement="ok")])
@@ -198,7 +209,10 @@ def build(db: Path, entries: int, batch: int) -> dict[str, float]:
         log("setting up participants, projects and issuances")
         world = setup(ledger)
     else:
-        world = World(ledger, {name: signer(name) for name in ["authority", "verifier"] + [f"acct{i:03d}" for i in range(ACCOUNTS)]})
+        world = World(
+            ledger,
+            {name: signer(name) for name in ["authority", "verifier"] + [f"acct{i:03d}" for i in range(ACCOUNTS)]},
+        )
     rng = random.Random(ledger.size())
     start_size = ledger.size()
     appended, busy = 0, 0.0
@@ -301,7 +315,10 @@ def main() -> None:
     proofs = measure_proofs(args.db)
     log("auditing (in a fresh process, so its peak memory is its own)")
     out = subprocess.run(
-        [sys.executable, "-m", "bench.ledger", "audit", "--db", str(args.db)], check=True, capture_output=True, text=True
+        [sys.executable, "-m", "bench.ledger", "audit", "--db", str(args.db)],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     audited = json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -319,8 +336,11 @@ def main() -> None:
             f"{rate / (verify_rate * cores):.2f} x verify limit, {rate / insert_rate:.2f} x insert limit",
         )
         row("append: first 10 batches, entries/s", f"{built['append_rate_first']:,.0f}")
-        row("append: last 10 batches, entries/s", f"{built['append_rate_last']:,.0f}",
-            f"(last/first = {built['append_rate_last'] / max(built['append_rate_first'], 1):.2f})")
+        row(
+            "append: last 10 batches, entries/s",
+            f"{built['append_rate_last']:,.0f}",
+            f"(last/first = {built['append_rate_last'] / max(built['append_rate_first'], 1):.2f})",
+        )
     else:
         row("append", "log already built", "(delete the file to measure appends)")
     row(

@@ -77,9 +77,7 @@ class Checkpoint:
         if not 0 <= self.size <= MAX_TREE_SIZE:
             raise NoteError(f"checkpoint size must be between 0 and {MAX_TREE_SIZE}, found {self.size}")
         if not isinstance(self.root_hash, bytes) or len(self.root_hash) != HASH_SIZE:
-            found = (
-                len(self.root_hash) if isinstance(self.root_hash, bytes) else type(self.root_hash).__name__
-            )
+            found = len(self.root_hash) if isinstance(self.root_hash, bytes) else type(self.root_hash).__name__
             raise NoteError(f"checkpoint root hash must be {HASH_SIZE} bytes, found {found}")
         for number, line in enumerate(self.extensions, 1):
             _check_line(line, what=f"checkpoint extension line {number}")
@@ -102,9 +100,7 @@ def parse_checkpoint_body(text: str) -> Checkpoint:
         raise NoteError("checkpoint body must end with a newline")
     lines = text[:-1].split("\n")
     if len(lines) < 3:
-        raise NoteError(
-            f"checkpoint body has {len(lines)} line(s), expected at least 3 (origin, size, root hash)"
-        )
+        raise NoteError(f"checkpoint body has {len(lines)} line(s), expected at least 3 (origin, size, root hash)")
     origin, size_text, root_text, *extensions = lines
     if origin == "":
         raise NoteError("checkpoint origin (line 1) is empty")
@@ -261,9 +257,7 @@ class CosignatureVerifier:
         """Parse a witness verifier key ``<name>+<8 hex key id>+<base64(0x04 || public key)>``."""
         parsed = parse_verifier_key(vkey)
         if parsed.sig_type != SIG_TYPE_COSIGNATURE_V1:
-            hint = (
-                " (0x01 is a plain note key, not a witness cosignature key)" if parsed.sig_type == 1 else ""
-            )
+            hint = " (0x01 is a plain note key, not a witness cosignature key)" if parsed.sig_type == 1 else ""
             raise NoteError(
                 f"witness key {parsed.name}: key type 0x{parsed.sig_type:02x} is not a cosignature/v1 "
                 f"Ed25519 key (0x{SIG_TYPE_COSIGNATURE_V1:02x}){hint}"
@@ -307,9 +301,7 @@ def cosignature_timestamp(signature: NoteSignature) -> int:
     return timestamp
 
 
-def add_cosignature(
-    signed_checkpoint: bytes, cosignature: NoteSignature, verifier: CosignatureVerifier
-) -> bytes:
+def add_cosignature(signed_checkpoint: bytes, cosignature: NoteSignature, verifier: CosignatureVerifier) -> bytes:
     """Add a witness's cosignature line to a signed checkpoint, after checking it.
 
     The cosignature must come from `verifier`'s key and verify over the checkpoint's text. A
@@ -320,8 +312,7 @@ def add_cosignature(
     parse_checkpoint_body(note.text)
     if (cosignature.name, cosignature.key_id) != (verifier.name, verifier.key_id):
         raise NoteError(
-            f"cosignature is by {cosignature.key_label()}, "
-            f"expected witness {verifier.name}+{verifier.key_id.hex()}"
+            f"cosignature is by {cosignature.key_label()}, expected witness {verifier.name}+{verifier.key_id.hex()}"
         )
     cosignature_timestamp(cosignature)
     if not verifier.verify(note.text.encode("utf-8"), cosignature.signature):
@@ -329,9 +320,7 @@ def add_cosignature(
     return add_signatures(signed_checkpoint, cosignature)
 
 
-def verify_cosignatures(
-    signed: SignedCheckpoint, witnesses: Sequence[CosignatureVerifier]
-) -> tuple[Cosignature, ...]:
+def verify_cosignatures(signed: SignedCheckpoint, witnesses: Sequence[CosignatureVerifier]) -> tuple[Cosignature, ...]:
     """The cosignatures on an opened checkpoint by the given witnesses that verify.
 
     Signatures by other keys are ignored. As for any note, a cosignature by a known witness that

@@ -322,9 +322,7 @@ def _decode(data: bytes, passphrase: str | None, where: str) -> PrivateKey:
     key = _matching_key(seed, public_key, where)
     header = {name: document[name] for name in _ENCRYPTED_FIELDS - {"nonce", "ciphertext"}}
     if not hmac.compare_digest(digest, _header_digest(header, where)):
-        raise KeyFileError(
-            f"{where}: header does not match its encrypted contents (label or KDF parameters altered)"
-        )
+        raise KeyFileError(f"{where}: header does not match its encrypted contents (label or KDF parameters altered)")
     return key
 
 
@@ -372,15 +370,12 @@ def _matching_key(seed: bytes, public_key: PublicKey, where: str) -> PrivateKey:
     key = PrivateKey.from_seed(seed)
     if key.public_key != public_key:
         raise KeyFileError(
-            f"{where}: public key mismatch: the file states key {public_key.key_id} "
-            f"but its secret key is {key.key_id}"
+            f"{where}: public key mismatch: the file states key {public_key.key_id} but its secret key is {key.key_id}"
         )
     return key
 
 
-def _require_fields(
-    document: dict[str, Any], fields: frozenset[str], where: str, *, exact: bool = True
-) -> None:
+def _require_fields(document: dict[str, Any], fields: frozenset[str], where: str, *, exact: bool = True) -> None:
     missing = sorted(fields - document.keys())
     if missing:
         raise KeyFileError(f"{where}: missing field {', '.join(map(repr, missing))}")
@@ -417,9 +412,7 @@ def _kdf_params(kdf: Any, where: str) -> tuple[int, int, bytes]:
         if not isinstance(value, int) or isinstance(value, bool):
             raise KeyFileError(f"{where}: kdf {name} must be an integer, found {_json_type(value)}")
         if not low <= value <= high:
-            raise KeyFileError(
-                f"{where}: kdf {name} {value} is outside [{low}, {high}]; refusing to run the KDF"
-            )
+            raise KeyFileError(f"{where}: kdf {name} {value} is outside [{low}, {high}]; refusing to run the KDF")
         limits.append(value)
     salt = _b64_field(kdf, "salt", argon2id.SALTBYTES, f"{where} kdf")
     return limits[0], limits[1], salt
@@ -438,9 +431,7 @@ def _kdf_limits(profile: KdfProfile | None) -> tuple[int, int]:
 
 def _derive_key(secret: bytes, salt: bytes, opslimit: int, memlimit: int, where: str) -> bytes:
     try:
-        return argon2id.kdf(
-            nacl.secret.SecretBox.KEY_SIZE, secret, salt, opslimit=opslimit, memlimit=memlimit
-        )
+        return argon2id.kdf(nacl.secret.SecretBox.KEY_SIZE, secret, salt, opslimit=opslimit, memlimit=memlimit)
     except (nacl.exceptions.CryptoError, ValueError, TypeError, MemoryError) as exc:
         raise KeyFileError(f"{where}: key derivation failed ({exc})") from None
 

@@ -124,15 +124,12 @@ def parse_verifier_key(vkey: str) -> VerifierKey:
     except EncodingError as exc:
         raise NoteError(str(exc)) from None
     if len(key_data) < 2:
-        raise NoteError(
-            f"verifier key {name}: key data is {len(key_data)} bytes, expected a type byte and a key"
-        )
+        raise NoteError(f"verifier key {name}: key data is {len(key_data)} bytes, expected a type byte and a key")
     key_id = KeyId(bytes.fromhex(id_hex))
     expected = compute_key_id(name, key_data[0], key_data[1:])
     if key_id != expected:
         raise NoteError(
-            f"verifier key {name}: key id {key_id.hex()} does not match the key, "
-            f"which hashes to {expected.hex()}"
+            f"verifier key {name}: key id {key_id.hex()} does not match the key, which hashes to {expected.hex()}"
         )
     return VerifierKey(name=name, key_id=key_id, sig_type=key_data[0], public_key=key_data[1:])
 
@@ -176,9 +173,7 @@ class Signer(Protocol):
         ...
 
 
-def signing_key_from(
-    key: nacl.signing.SigningKey | bytes, *, what: str = "signing key"
-) -> nacl.signing.SigningKey:
+def signing_key_from(key: nacl.signing.SigningKey | bytes, *, what: str = "signing key") -> nacl.signing.SigningKey:
     """Accept a PyNaCl signing key or a 32-byte Ed25519 seed."""
     if isinstance(key, nacl.signing.SigningKey):
         return key
@@ -261,11 +256,7 @@ class NoteVerifier:
         """Parse a verifier key ``<name>+<8 hex key id>+<base64(0x01 || 32-byte public key)>``."""
         parsed = parse_verifier_key(vkey)
         if parsed.sig_type != SIG_TYPE_ED25519:
-            hint = (
-                " (0x04 is a witness cosignature key: use CosignatureVerifier)"
-                if parsed.sig_type == 4
-                else ""
-            )
+            hint = " (0x04 is a witness cosignature key: use CosignatureVerifier)" if parsed.sig_type == 4 else ""
             raise NoteError(
                 f"verifier key {parsed.name}: key type 0x{parsed.sig_type:02x} is not Ed25519 "
                 f"(0x{SIG_TYPE_ED25519:02x}){hint}"
@@ -315,9 +306,7 @@ class NoteSignature:
     def __post_init__(self) -> None:
         check_key_name(self.name)
         if len(self.key_id) != KEY_ID_SIZE:
-            raise NoteError(
-                f"signature by {self.name}: key id must be {KEY_ID_SIZE} bytes, found {len(self.key_id)}"
-            )
+            raise NoteError(f"signature by {self.name}: key id must be {KEY_ID_SIZE} bytes, found {len(self.key_id)}")
         if len(self.signature) == 0:
             raise NoteError(f"signature by {self.name}: signature is empty")
 
@@ -483,9 +472,7 @@ def _encode_note(text: str, signatures: tuple[NoteSignature, ...]) -> bytes:
     if not signatures:
         raise NoteError("a signed note needs at least one signature")
     if len(signatures) > MAX_SIGNATURES:
-        raise NoteError(
-            f"note would have {len(signatures)} signatures, more than the limit of {MAX_SIGNATURES}"
-        )
+        raise NoteError(f"note would have {len(signatures)} signatures, more than the limit of {MAX_SIGNATURES}")
     data = (text + "\n" + "".join(sig.line() for sig in signatures)).encode("utf-8")
     if len(data) > MAX_NOTE_SIZE:
         raise NoteError(f"note would be {len(data)} bytes, more than the limit of {MAX_NOTE_SIZE}")
@@ -496,8 +483,7 @@ def _check_characters(text: str, *, what: str) -> None:
     for offset, char in enumerate(text):
         if ord(char) < 0x20 and char != "\n":
             raise NoteError(
-                f"{what} contains control character U+{ord(char):04X} at character {offset}; "
-                "only newline is allowed"
+                f"{what} contains control character U+{ord(char):04X} at character {offset}; only newline is allowed"
             )
 
 

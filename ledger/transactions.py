@@ -545,9 +545,7 @@ class SignedTransaction:
         signature = b64decode(value["signature"], what="signature", size=64)
         body_bytes = canonical_json(value["body"])
         if len(body_bytes) > MAX_TRANSACTION_BYTES:
-            raise EncodingError(
-                f"transaction: {len(body_bytes)} bytes, over the limit of {MAX_TRANSACTION_BYTES}"
-            )
+            raise EncodingError(f"transaction: {len(body_bytes)} bytes, over the limit of {MAX_TRANSACTION_BYTES}")
         body = body_from_json(value["body"], original=body_bytes)
         return cls(body_bytes=body_bytes, signature=signature, body=body)
 

@@ -67,9 +67,7 @@ def test_spec_example_body_round_trips() -> None:
 
 
 def test_body_with_extensions_and_empty_tree() -> None:
-    cp = Checkpoint(
-        origin=ORIGIN, size=0, root_hash=hashlib.sha256(b"").digest(), extensions=("a b", "\u78b3")
-    )
+    cp = Checkpoint(origin=ORIGIN, size=0, root_hash=hashlib.sha256(b"").digest(), extensions=("a b", "\u78b3"))
     body = cp.body()
     assert body == f"{ORIGIN}\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\na b\n\u78b3\n"
     assert parse_checkpoint_body(body) == cp
@@ -147,9 +145,7 @@ def test_sign_and_open_checkpoint() -> None:
 
 def test_open_checkpoint_refuses_another_origin() -> None:
     data = sign_checkpoint(Checkpoint(origin=ORIGIN, size=1, root_hash=root(1)), registry())
-    with pytest.raises(
-        NoteError, match="checkpoint origin is 'registry.cdcer.example/log', expected 'other/log'"
-    ):
+    with pytest.raises(NoteError, match="checkpoint origin is 'registry.cdcer.example/log', expected 'other/log'"):
         open_checkpoint(data, registry().verifier(), origin="other/log")
 
 
@@ -275,9 +271,7 @@ def test_cosignature_with_tampered_timestamp_does_not_verify() -> None:
     cp = Checkpoint(origin=ORIGIN, size=7, root_hash=root(7))
     w = witness()
     good = w.cosign(cp.body(), 1000)
-    tampered = NoteSignature(
-        name=w.name, key_id=w.key_id, signature=(1001).to_bytes(8, "big") + good.signature[8:]
-    )
+    tampered = NoteSignature(name=w.name, key_id=w.key_id, signature=(1001).to_bytes(8, "big") + good.signature[8:])
     data = sign_checkpoint(cp, registry())
     with pytest.raises(NoteError, match="does not verify for this checkpoint"):
         add_cosignature(data, tampered, w.verifier())
@@ -285,9 +279,7 @@ def test_cosignature_with_tampered_timestamp_does_not_verify() -> None:
     from ledger.note import add_signatures
 
     served = open_checkpoint(add_signatures(data, tampered), registry().verifier())
-    with pytest.raises(
-        NoteError, match=f"invalid cosignature from known witness {w.name}\\+{w.key_id.hex()}"
-    ):
+    with pytest.raises(NoteError, match=f"invalid cosignature from known witness {w.name}\\+{w.key_id.hex()}"):
         verify_cosignatures(served, [w.verifier()])
 
 

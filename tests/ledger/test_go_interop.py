@@ -152,9 +152,7 @@ def _proof_cases(tree: Tree) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
     for size in range(1, SMALL_SIZES + 1):
         records += [(size, index) for index in range(size)]
         trees += [(size, old) for old in range(1, size + 1)]
-    big_sizes = {1023, 1024, 1025, 4097, BIG_TREE - 1, BIG_TREE} | {
-        rng.randrange(71, BIG_TREE) for _ in range(6)
-    }
+    big_sizes = {1023, 1024, 1025, 4097, BIG_TREE - 1, BIG_TREE} | {rng.randrange(71, BIG_TREE) for _ in range(6)}
     for size in sorted(big_sizes):
         indexes = {0, size - 1, size // 2} | {rng.randrange(size) for _ in range(8)}
         records += [(size, index) for index in sorted(indexes)]

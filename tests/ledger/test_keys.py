@@ -440,9 +440,7 @@ PLAIN_CASES: list[tuple[str, Mutation, str | None, str]] = [
     ("mutate", "passphrase", "match"),
     [pytest.param(mutate, passphrase, match, id=name) for name, mutate, passphrase, match in PLAIN_CASES],
 )
-def test_malformed_plain_key_file(
-    key: PrivateKey, mutate: Mutation, passphrase: str | None, match: str
-) -> None:
+def test_malformed_plain_key_file(key: PrivateKey, mutate: Mutation, passphrase: str | None, match: str) -> None:
     data = encode_key_file(key, passphrase=None)
     with pytest.raises(KeyFileError, match=match):
         decode_key_file(mutate(_load(data), data), passphrase=passphrase)

@@ -179,9 +179,7 @@ def test_single_leaf_tree_has_empty_proof_and_leaf_root() -> None:
 def test_consistency_from_the_empty_tree_needs_empty_proof_and_empty_root() -> None:
     verify_consistency(old_size=0, new_size=5, old_root=EMPTY_ROOT, new_root=_h(RFC_ROOTS[5]), proof=[])
     with pytest.raises(ProofError, match="expected 0 hashes from size 0 to 5, found 1"):
-        verify_consistency(
-            old_size=0, new_size=5, old_root=EMPTY_ROOT, new_root=_h(RFC_ROOTS[5]), proof=[EMPTY_ROOT]
-        )
+        verify_consistency(old_size=0, new_size=5, old_root=EMPTY_ROOT, new_root=_h(RFC_ROOTS[5]), proof=[EMPTY_ROOT])
     with pytest.raises(ProofError, match="expected the empty-tree root"):
         verify_consistency(old_size=0, new_size=5, old_root=_h(H1), new_root=_h(RFC_ROOTS[5]), proof=[])
 
@@ -356,9 +354,7 @@ def test_verify_inclusion_wrong_size_message() -> None:
 
 def test_verify_inclusion_root_mismatch_message() -> None:
     leaf, proof, root = _inclusion_case()
-    with pytest.raises(
-        ProofError, match="inclusion proof: root mismatch: expected XcnaeacG.*, proof leads to"
-    ):
+    with pytest.raises(ProofError, match="inclusion proof: root mismatch: expected XcnaeacG.*, proof leads to"):
         verify_inclusion(leaf=leaf, index=5, size=8, proof=[proof[1], proof[0], proof[2]], root=root)
     with pytest.raises(ProofError, match="root mismatch"):
         verify_inclusion(leaf=leaf_hash(b"forged"), index=5, size=8, proof=proof, root=root)
@@ -416,9 +412,7 @@ def test_verify_consistency_power_of_two_old_size_omits_old_root() -> None:
     store, _ = _build(_rfc_leaf_hashes())
     proof = consistency_proof(store, 4, 8)
     assert proof == [_h(H4567)]
-    verify_consistency(
-        old_size=4, new_size=8, old_root=_h(RFC_ROOTS[4]), new_root=_h(RFC_ROOTS[8]), proof=proof
-    )
+    verify_consistency(old_size=4, new_size=8, old_root=_h(RFC_ROOTS[4]), new_root=_h(RFC_ROOTS[8]), proof=proof)
     with pytest.raises(ProofError, match="wrong size: expected 1 hashes from size 4 to 8, found 2"):
         verify_consistency(
             old_size=4,

@@ -100,9 +100,7 @@ def test_every_consistency_proof_verifies_up_to_300() -> None:
         new_root = t.roots[new]
         for old in range(1, new + 1):
             proof = consistency_proof(t.store, old, new)
-            verify_consistency(
-                old_size=old, new_size=new, old_root=t.roots[old], new_root=new_root, proof=proof
-            )
+            verify_consistency(old_size=old, new_size=new, old_root=t.roots[old], new_root=new_root, proof=proof)
 
 
 @st.composite
@@ -201,14 +199,10 @@ def test_mutated_inclusion_proofs_are_refused(case: tuple[int, int], kind: str, 
 @settings(deadline=None, max_examples=400)
 @given(
     two_sizes(),
-    st.sampled_from(
-        [*PROOF_MUTATIONS, "flip old root bit", "flip new root bit", "other old size", "other new size"]
-    ),
+    st.sampled_from([*PROOF_MUTATIONS, "flip old root bit", "flip new root bit", "other old size", "other new size"]),
     st.data(),
 )
-def test_mutated_consistency_proofs_are_refused(
-    case: tuple[int, int], kind: str, data: st.DataObject
-) -> None:
+def test_mutated_consistency_proofs_are_refused(case: tuple[int, int], kind: str, data: st.DataObject) -> None:
     old, new = case
     t = tree(LARGE)
     proof = consistency_proof(t.store, old, new)

@@ -32,17 +32,13 @@ EM = "\u2014"
 # Published example from golang.org/x/mod/sumdb/note (package documentation and note_test.go).
 PETER_SKEY_B64 = "AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"  # 0x01 || 32-byte Ed25519 seed
 PETER_VKEY = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
-PETER_TEXT = (
-    "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n"
-)
+PETER_TEXT = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n"
 PETER_SIG_LINE = (
-    f"{EM} PeterNeumann "
-    "x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
+    f"{EM} PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
 )
 PETER_NOTE = (PETER_TEXT + "\n" + PETER_SIG_LINE).encode()
 ENOCH_SIG_LINE = (
-    f"{EM} EnochRoot "
-    "rwz+eBzmZa0SO3NbfRGzPCpDckykFXSdeX+MNtCOXm2/5n2tiOHp+vAF1aGrQ5ovTG01oOTGwnWLox33WWd1RvMc+QQ=\n"
+    f"{EM} EnochRoot rwz+eBzmZa0SO3NbfRGzPCpDckykFXSdeX+MNtCOXm2/5n2tiOHp+vAF1aGrQ5ovTG01oOTGwnWLox33WWd1RvMc+QQ=\n"
 )
 DOUBLE_NOTE = (PETER_TEXT + "\n" + PETER_SIG_LINE + ENOCH_SIG_LINE).encode()
 # A published witness key of type 0x04 (transparency-dev/formats note tests); not a note key.
@@ -348,9 +344,7 @@ def test_tampered_text_is_rejected() -> None:
 
 def test_no_signature_from_a_known_key() -> None:
     data = sign_note("text\n", signer("a", 1))
-    with pytest.raises(
-        NoteError, match="no signature from a known key: note is signed by a\\+.*known keys: b\\+"
-    ):
+    with pytest.raises(NoteError, match="no signature from a known key: note is signed by a\\+.*known keys: b\\+"):
         open_note(data, [signer("b", 2).verifier()])
     with pytest.raises(NoteError, match="no signature from a known key.*known keys: none given"):
         open_note(data, [])
