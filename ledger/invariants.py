@@ -72,6 +72,17 @@ def check_holders(state: State, batches: Iterable[str] | None = None) -> list[Fi
                 findings.append(Finding("unit_holder", f"block {block.range}: missing from {block.holder}'s holdings"))
             elif block.state != "held" and block.ref is None:
                 findings.append(Finding("unit_state", f"block {block.range}: {block.state} without a record"))
+    if batches is not None:
+        return findings
+    # The other direction, over the whole state only (it reads every account): balances and
+    # selections read the holdings index, so a stale entry there would count units not held.
+    for holder in sorted(state.held):
+        for bid, first in sorted(state.held[holder]):
+            found = state._find_block(bid, first)
+            if found is None or (found.first, found.state, found.holder) != (first, "held", holder):
+                findings.append(
+                    Finding("unit_holder", f"{holder}'s holdings list {bid} serial {first}, not a block it holds")
+                )
     return findings
 
 
@@ -98,8 +109,9 @@ def check_claims(state: State, events: Iterable[str] | None = None) -> list[Find
     """(6) A claim's retired units cover its footprint, and a retirement backs at most one claim."""
     findings = []
     backing: dict[str, str] = {}
+    wanted = None if events is None else set(events)  # once: `events` may be a one-shot iterator
     for claim in sorted(state.claims.values(), key=lambda c: c.id):
-        if events is not None and claim.event_id not in set(events):
+        if wanted is not None and claim.event_id not in wanted:
             continue
         units = 0
         for rid in claim.retirements:
@@ -109,8 +121,13 @@ def check_claims(state: State, events: Iterable[str] | None = None) -> list[Find
                 continue
             if rid in backing:
                 findings.append(
-                    Finding("claim_backing", f"{claim.id}: retirement {rid} already backs {backing[rid]}", claim.entry)
+                    Finding(
+                        "claim_backing",
+                        f"{claim.id}: retirement {rid} already backs {backing[rid]}",
+                        claim.entry,
+                    )
                 )
+                continue  # counted once: a listed-twice retirement must not double the coverage
             backing[rid] = claim.id
             units += retirement.quantity
         if units * UNITS_PER_CDCER_KG < claim.footprint_kg:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -10,21 +11,24 @@ from pydantic import BaseModel
 
 from ledger.keys import PrivateKey
 from ledger.note import NoteSigner
-from ledger.state import Outcome, State
+from ledger.state import RECORD_TYPES, Outcome, State
 from ledger.transactions import (
+    Cancel,
+    CancellationReason,
     ClaimIssue,
     EventFootprint,
     EventKind,
+    EventRegister,
     FootprintSource,
     FootprintStage,
-    Opinion,
-    ProjectDecision,
-    RetirementPurpose,
-    EventRegister,
+    Freeze,
+    FreezeTarget,
     Issue,
     MethodologyPublish,
+    Opinion,
     ParticipantRegister,
     ProjectDecide,
+    ProjectDecision,
     ProjectDetails,
     ProjectSubmit,
     ProjectValidate,
@@ -32,11 +36,13 @@ from ledger.transactions import (
     ReportSubmit,
     ReportVerify,
     Retire,
+    RetirementPurpose,
     Role,
     Selection,
     SignedTransaction,
     TransactionSigner,
     Transfer,
+    Unfreeze,
 )
 
 ORIGIN = "registry.test/cdcer"
@@ -106,14 +112,19 @@ class World:
             self.register(pid, roles)
         self.submit(
             "authority",
-            MethodologyPublish(code="CDCER-PV", version="1.0", title="Distributed PV", sector="energy", document_sha256=SHA),
+            MethodologyPublish(
+                code="CDCER-PV", version="1.0", title="Distributed PV", sector="energy", document_sha256=SHA
+            ),
         )
 
     def register(self, pid: str, roles: list[Role]) -> None:
         self.submit(
             "authority",
             ParticipantRegister(
-                participant_id=pid, name=pid.title(), roles=tuple(roles), public_keys=(seeded_key(pid).public_key.b64(),)
+                participant_id=pid,
+                name=pid.title(),
+                roles=tuple(roles),
+                public_keys=(seeded_key(pid).public_key.b64(),),
             ),
         )
 
@@ -129,15 +140,24 @@ class World:
             estimated_annual_reductions=1500,
         )
         pid = str(self.submit(owner, ProjectSubmit(details=details)).details["project_id"])
-        self.submit("verifier", ProjectValidate(project_id=pid, opinion=Opinion.POSITIVE, opinion_sha256=SHA, statement="ok"))
-        self.submit("authority", ProjectDecide(project_id=pid, decision=ProjectDecision.REGISTER, reason="meets the methodology"))
+        self.submit(
+            "verifier",
+            ProjectValidate(project_id=pid, opinion=Opinion.POSITIVE, opinion_sha256=SHA, statement="ok"),
+        )
+        self.submit(
+            "authority",
+            ProjectDecide(project_id=pid, decision=ProjectDecision.REGISTER, reason="meets the methodology"),
+        )
         return pid
 
     def issued_batch(self, project_id: str, year: int, claimed: int, verified: int, owner: str = "owner") -> str:
         rep = self.submit(
             owner,
             ReportSubmit(
-                project_id=project_id, period_start=date(year, 1, 1), period_end=date(year, 12, 31), claimed=claimed
+                project_id=project_id,
+                period_start=date(year, 1, 1),
+                period_end=date(year, 12, 31),
+                claimed=claimed,
             ),
         )
         rid = str(rep.details["report_id"])
@@ -160,12 +180,19 @@ class World:
         self.advance(timedelta(days=3))
         self.submit(
             "organiser",
-            EventFootprint(event_id=eid, stage=FootprintStage.FINAL, sources={FootprintSource.VENUE_ENERGY: footprint_kg - 600, FootprintSource.CATERING: 600}),
+            EventFootprint(
+                event_id=eid,
+                stage=FootprintStage.FINAL,
+                sources={FootprintSource.VENUE_ENERGY: footprint_kg - 600, FootprintSource.CATERING: 600},
+            ),
         )
         retired = self.submit(
             "organiser",
             Retire(
-                selection=Selection(quantity=units), beneficiary="Tianfu Green Forum", purpose=RetirementPurpose.EVENT, event_id=eid,
+                selection=Selection(quantity=units),
+                beneficiary="Tianfu Green Forum",
+                purpose=RetirementPurpose.EVENT,
+                event_id=eid,
                 reason="carbon-neutral forum",
             ),
         )
@@ -174,6 +201,94 @@ class World:
 
     def transfer(self, sender: str, to: str, quantity: int) -> Outcome:
         return self.submit(sender, Transfer(to=to, selection=Selection(quantity=quantity)))
+
+    # --- finer control, for the state-machine tests -------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything an applied transaction may change: every table, the size, time and indexes."""
+        st = self.state
+        return {
+            "origin": st.origin,
+            "size": st.size,
+            "last_time": st.last_time,
+            "tables": {t.TABLE: list(st.records(t.TABLE)) for t in RECORD_TYPES},
+            "firsts": {bid: list(firsts) for bid, firsts in st._firsts.items()},
+            "held": {holder: set(keys) for holder, keys in st.held.items()},
+            "reports_by_project": {pid: list(rids) for pid, rids in st.reports_by_project.items()},
+            "batch_count": dict(st.batch_count),
+            "dirty": set(st.dirty),
+        }
+
+    def sign_as(
+        self,
+        who: str,
+        payload: BaseModel,
+        *,
+        at: datetime | None = None,
+        nonce: str | None = None,
+        signer: TransactionSigner | None = None,
+    ) -> SignedTransaction:
+        """Sign without applying: at the next tick unless ``at`` is given; a fixed nonce or signer if given."""
+        if at is None:
+            self.clock += timedelta(seconds=1)
+            at = self.clock
+        return (signer or self.signer(who)).sign(payload, at=at, nonce=nonce)
+
+    def accept_at(self, tx: SignedTransaction, accepted_at: datetime) -> Outcome:
+        """Like `accept`, with an explicit acceptance time (which may differ from the world's clock)."""
+        index = self.state.size
+        key = self.state.authorise(tx.body, index=index, accepted_at=accepted_at)
+        tx.verify(key)
+        outcome = self.state.apply(tx.body, index=index, accepted_at=accepted_at)
+        self.log.append((tx, accepted_at))
+        return outcome
+
+    def issued_period(self, project_id: str, start: date, end: date, quantity: int, owner: str = "owner") -> str:
+        """Report, verify and issue ``quantity`` units for one monitoring period; return the batch id."""
+        rep = self.submit(
+            owner, ReportSubmit(project_id=project_id, period_start=start, period_end=end, claimed=quantity)
+        )
+        rid = str(rep.details["report_id"])
+        self.submit("verifier", ReportVerify(report_id=rid, verified=quantity, opinion_sha256=SHA, statement="ok"))
+        return str(self.submit("authority", Issue(report_id=rid)).details["batch_id"])
+
+    def transfer_blocks(self, sender: str, to: str, blocks: Sequence[str]) -> Outcome:
+        return self.submit(sender, Transfer(to=to, selection=Selection(blocks=tuple(blocks))))
+
+    def retire(
+        self,
+        who: str,
+        selection: Selection,
+        *,
+        purpose: RetirementPurpose = RetirementPurpose.VOLUNTARY,
+        event_id: str | None = None,
+        year: int | None = None,
+    ) -> Outcome:
+        payload = Retire(
+            selection=selection,
+            beneficiary="Chengdu",
+            purpose=purpose,
+            event_id=event_id,
+            year=year,
+            reason="neutralisation",
+        )
+        return self.submit(who, payload)
+
+    def cancel(
+        self, holder: str, selection: Selection, reason_code: CancellationReason = CancellationReason.CORRECTION
+    ) -> Outcome:
+        payload = Cancel(holder=holder, selection=selection, reason_code=reason_code, reason="registry correction")
+        return self.submit("authority", payload)
+
+    def freeze(self, target: FreezeTarget, target_id: str) -> Outcome:
+        return self.submit("authority", Freeze(target=target, target_id=target_id, reason="investigation"))
+
+    def unfreeze(self, target: FreezeTarget, target_id: str) -> Outcome:
+        return self.submit("authority", Unfreeze(target=target, target_id=target_id, reason="cleared"))
+
+    def holdings(self, holder: str) -> list[str]:
+        """An account's held blocks as block strings, oldest serials first."""
+        return [str(block.range) for block in self.state.held_blocks(holder)]
 
 
 def full_story() -> World:
