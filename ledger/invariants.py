@@ -8,10 +8,11 @@ replay and reports every finding; the stateful property tests call the same func
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from ledger.serials import parse_block
+from ledger.serials import SerialRange, parse_block
 from ledger.state import State
 from ledger.transactions import UNITS_PER_CDCER_KG
 
@@ -74,6 +75,12 @@ def check_holders(state: State, batches: Iterable[str] | None = None) -> list[Fi
                 findings.append(Finding("unit_state", f"block {block.range}: {block.state} without a record"))
     if batches is not None:
         return findings
+    for holder in sorted(state.held):
+        counted = sum(b.quantity for b in state.held_blocks(holder))
+        if counted != state.balance(holder):
+            findings.append(
+                Finding("unit_holder", f"{holder}: balance says {state.balance(holder)}, held blocks hold {counted}")
+            )
     # The other direction, over the whole state only (it reads every account): balances and
     # selections read the holdings index, so a stale entry there would count units not held.
     for holder in sorted(state.held):
@@ -139,6 +146,41 @@ def check_claims(state: State, events: Iterable[str] | None = None) -> list[Find
                     claim.entry,
                 )
             )
+    return findings
+
+
+def check_blocks_around(state: State, ranges: Iterable[SerialRange]) -> list[Finding]:
+    """(1-3) The write path's scoped form of the unit checks: around the serials an entry touched.
+
+    The blocks covering each range and its two neighbours must be contiguous, in a known state, held
+    by a registered account that lists them; the batch's first and last blocks must start at 1 and end
+    at the issued quantity. Work is O(log n + blocks touched), so appends cost the same at any size.
+    """
+    findings = []
+    for rng in ranges:
+        batch = state.batches.get(rng.batch_id)
+        blocks = state.blocks.get(rng.batch_id, [])
+        if batch is None or not blocks:
+            findings.append(Finding("batch_conservation", f"{rng}: no such batch or it holds no blocks"))
+            continue
+        if blocks[0].first != 1 or blocks[-1].last != batch.quantity:
+            findings.append(
+                Finding("batch_conservation", f"batch {batch.id}: blocks span {blocks[0].first}-{blocks[-1].last}")
+            )
+        firsts = state._firsts[rng.batch_id]
+        lo = max(bisect.bisect_right(firsts, max(rng.first - 1, 1)) - 1, 0)
+        hi = min(bisect.bisect_right(firsts, min(rng.last + 1, batch.quantity)), len(blocks))
+        window = blocks[lo:hi]
+        for left, right in zip(window, window[1:], strict=False):
+            if right.first != left.last + 1:
+                findings.append(
+                    Finding("batch_conservation", f"batch {batch.id}: {left.range} is followed by {right.range}")
+                )
+        for block in window:
+            if block.state not in ("held", "retired", "cancelled") or block.holder not in state.participants:
+                findings.append(Finding("unit_state", f"block {block.range}: {block.state} by {block.holder}"))
+            elif block.state == "held" and (block.batch_id, block.first) not in state.held.get(block.holder, set()):
+                findings.append(Finding("unit_holder", f"block {block.range}: missing from {block.holder}'s holdings"))
     return findings
 
 

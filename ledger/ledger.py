@@ -22,11 +22,12 @@ from sqlalchemy import Connection, Engine
 
 from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.errors import ConflictError, EncodingError, IntegrityError, RuleViolation, SignatureError
-from ledger.invariants import check_batch_conservation, check_claims, check_holders
+from ledger.invariants import check_blocks_around, check_claims
 from ledger.keys import PrivateKey
 from ledger.log import GENESIS_CHAIN, Entry, StoredEntry, decode_entry, seal
 from ledger.merkle import Frontier, Hash, MemoryNodeStore, NodeId, NodeReader, inclusion_proof, root_at
 from ledger.note import NoteSigner
+from ledger.serials import parse_block
 from ledger.state import Outcome, State
 from ledger.storage import store
 from ledger.storage.engine import read_transaction, write_transaction
@@ -177,11 +178,9 @@ class Ledger:
         return _Batch(results, checkpoint, memory)
 
     def _check_invariants(self, state: State, outcome: Outcome) -> None:
-        """The write path raises at the first violation of an invariant for what the entry touched."""
-        touched = {b.split("-", 1)[1].rsplit("-", 2)[0] for b in outcome.details.get("blocks", [])}
-        if "batch_id" in outcome.details:
-            touched.add(outcome.details["batch_id"])
-        findings = check_batch_conservation(state, touched) + check_holders(state, touched)
+        """The write path raises at the first violation of an invariant around what the entry touched."""
+        ranges = [parse_block(text) for text in outcome.details.get("blocks", [])]
+        findings = check_blocks_around(state, ranges)
         if "claim_id" in outcome.details:
             findings += check_claims(state, [outcome.details["event_id"]])
         if findings:

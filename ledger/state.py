@@ -359,17 +359,16 @@ class State:
         self.blocks: dict[str, list[Block]] = {}
         self._firsts: dict[str, list[int]] = {}
         self.held: dict[str, set[tuple[str, int]]] = {}
+        # Each holder's held blocks by age (vintage, issuance order, first serial), and running totals,
+        # so balances and "oldest serials first" cost O(blocks moved), not O(blocks held).
+        self._held_order: dict[str, list[tuple[int, int, str, int]]] = {}
+        self._balances: dict[str, int] = {}
         # Replay protection: (actor, nonce) digests of the last FRESHNESS window of entries.
         self._recent: deque[tuple[datetime, bytes]] = deque()
         self._recent_set: dict[bytes, int] = {}
         self.last_time: datetime | None = None
         self.dirty: set[tuple[str, tuple[Any, ...]]] = set()
-
-    # ---- reading ------------------------------------------------------------------------------------
-
-    def records(self, table: str) -> Iterator[Any]:
-        """Every record of one projection table, in primary-key order."""
-        source: dict[Any, Any] = {
+        self._by_table: dict[str, dict[Any, Any]] = {
             Participant.TABLE: self.participants,
             Key.TABLE: self.keys,
             Witness.TABLE: self.witnesses,
@@ -381,7 +380,13 @@ class State:
             Cancellation.TABLE: self.cancellations,
             Event.TABLE: self.events,
             Claim.TABLE: self.claims,
-        }.get(table, {})
+        }
+
+    # ---- reading ------------------------------------------------------------------------------------
+
+    def records(self, table: str) -> Iterator[Any]:
+        """Every record of one projection table, in primary-key order."""
+        source: dict[Any, Any] = self._by_table.get(table, {})
         if table == Block.TABLE:
             for bid in sorted(self.blocks):
                 yield from self.blocks[bid]
@@ -395,43 +400,40 @@ class State:
             found = self._find_block(key[0], key[1])
             return found if found is not None and found.first == key[1] else None
         single = key[0] if len(key) == 1 else key
-        table_map: dict[str, dict[Any, Any]] = {
-            Participant.TABLE: self.participants,
-            Key.TABLE: self.keys,
-            Witness.TABLE: self.witnesses,
-            Methodology.TABLE: self.methodologies,
-            Project.TABLE: self.projects,
-            Report.TABLE: self.reports,
-            Batch.TABLE: self.batches,
-            Retirement.TABLE: self.retirements,
-            Cancellation.TABLE: self.cancellations,
-            Event.TABLE: self.events,
-            Claim.TABLE: self.claims,
-        }
-        return table_map[table].get(single)
+        return self._by_table[table].get(single)
 
     def balance(self, holder: str) -> int:
         """Units an account holds now."""
-        total = 0
-        for bid, first in self.held.get(holder, ()):
+        return self._balances.get(holder, 0)
+
+    def held_blocks(self, holder: str) -> Iterator[Block]:
+        """An account's held blocks, oldest serials first (lazily: stop when you have enough).
+
+        Do not change the state while iterating.
+        """
+        for _, _, bid, first in self._held_order.get(holder, ()):
             block = self._find_block(bid, first)
             assert block is not None
-            total += block.quantity
-        return total
+            assert block.first == first
+            yield block
 
-    def held_blocks(self, holder: str) -> list[Block]:
-        """An account's held blocks, oldest serials first."""
-        blocks = []
-        for bid, first in self.held.get(holder, ()):
-            block = self._find_block(bid, first)
-            assert block is not None
-            blocks.append(block)
-        blocks.sort(key=self._age)
-        return blocks
-
-    def _age(self, block: Block) -> tuple[int, int, int]:
+    def _age(self, block: Block) -> tuple[int, int, str, int]:
         batch = self.batches[block.batch_id]
-        return (batch.vintage, batch.sequence, block.first)
+        return (batch.vintage, batch.sequence, block.batch_id, block.first)
+
+    def _hold(self, block: Block) -> None:
+        self.held.setdefault(block.holder, set()).add((block.batch_id, block.first))
+        bisect.insort(self._held_order.setdefault(block.holder, []), self._age(block))
+        self._balances[block.holder] = self._balances.get(block.holder, 0) + block.quantity
+
+    def _unhold(self, block: Block) -> None:
+        self.held[block.holder].discard((block.batch_id, block.first))
+        order = self._held_order[block.holder]
+        age = self._age(block)
+        pos = bisect.bisect_left(order, age)
+        if pos < len(order) and order[pos] == age:
+            del order[pos]
+        self._balances[block.holder] -= block.quantity
 
     def _find_block(self, bid: str, serial: int) -> Block | None:
         firsts = self._firsts.get(bid)
@@ -482,9 +484,7 @@ class State:
         if index == 0:
             raise RuleViolation("genesis_missing", "entry 0 must be registry.genesis")
         if body.origin != self.origin:
-            raise RuleViolation(
-                "wrong_origin", f"transaction is for registry {body.origin!r}, this is {self.origin!r}"
-            )
+            raise RuleViolation("wrong_origin", f"transaction is for registry {body.origin!r}, this is {self.origin!r}")
         actor = self.participants.get(body.actor)
         if actor is None:
             raise RuleViolation("unknown_actor", f"no participant {body.actor!r} is registered")
@@ -554,19 +554,7 @@ class State:
         self.dirty.add((table, key))
 
     def _table(self, table: str) -> dict[Any, Any]:
-        return {
-            Participant.TABLE: self.participants,
-            Key.TABLE: self.keys,
-            Witness.TABLE: self.witnesses,
-            Methodology.TABLE: self.methodologies,
-            Project.TABLE: self.projects,
-            Report.TABLE: self.reports,
-            Batch.TABLE: self.batches,
-            Retirement.TABLE: self.retirements,
-            Cancellation.TABLE: self.cancellations,
-            Event.TABLE: self.events,
-            Claim.TABLE: self.claims,
-        }[table]
+        return self._by_table[table]
 
     def _put_block(self, block: Block) -> None:
         blocks = self.blocks.setdefault(block.batch_id, [])
@@ -575,20 +563,20 @@ class State:
         if pos < len(firsts) and firsts[pos] == block.first:
             old = blocks[pos]
             if old.state == "held":
-                self.held[old.holder].discard((old.batch_id, old.first))
+                self._unhold(old)
             blocks[pos] = block
         else:
             blocks.insert(pos, block)
             firsts.insert(pos, block.first)
         if block.state == "held":
-            self.held.setdefault(block.holder, set()).add((block.batch_id, block.first))
+            self._hold(block)
 
     def _drop_block(self, bid: str, first: int) -> None:
         firsts = self._firsts[bid]
         pos = bisect.bisect_left(firsts, first)
         old = self.blocks[bid][pos]
         if old.state == "held":
-            self.held[old.holder].discard((bid, first))
+            self._unhold(old)
         del self.blocks[bid][pos]
         del firsts[pos]
         self.dirty.add((Block.TABLE, (bid, first)))
@@ -1077,14 +1065,14 @@ def _select(ctx: _Context, holder: str, selection: Selection, *, check_freeze: b
             if any(rng.overlaps(other) for other in wanted):
                 raise _fail("invalid_block", f"block {rng} overlaps another block of the same request")
             wanted.append(rng)
-            block = st._find_block(rng.batch_id, rng.first)
-            if block is None or not block.range.contains(rng):
+            found = st._find_block(rng.batch_id, rng.first)
+            if found is None or not found.range.contains(rng):
                 raise _fail("not_held", f"serials {rng} do not lie in one block held by {holder}")
-            if block.state != "held":
-                raise _fail("already_" + block.state, f"serials {rng} are already {block.state}")
-            if block.holder != holder:
-                raise _fail("not_held", f"serials {rng} are held by {block.holder}, not {holder}")
-            picks.append((block, rng))
+            if found.state != "held":
+                raise _fail("already_" + found.state, f"serials {rng} are already {found.state}")
+            if found.holder != holder:
+                raise _fail("not_held", f"serials {rng} are held by {found.holder}, not {holder}")
+            picks.append((found, rng))
     if check_freeze:
         for block, _ in picks:
             proj = st.projects[st.batches[block.batch_id].project_id]
@@ -1093,7 +1081,9 @@ def _select(ctx: _Context, holder: str, selection: Selection, *, check_freeze: b
     return picks
 
 
-def _move(ctx: _Context, picks: list[tuple[Block, SerialRange]], *, state: str, holder: str, ref: str | None) -> list[str]:
+def _move(
+    ctx: _Context, picks: list[tuple[Block, SerialRange]], *, state: str, holder: str, ref: str | None
+) -> list[str]:
     """Plan the split of each picked block and the new state of the moved part. Returns block strings."""
     moved: list[str] = []
     # Several explicit parts may cut one block: group them so the parent splits once.

@@ -167,12 +167,16 @@ def test_a_terminal_block_without_its_record_is_found(story: State) -> None:
 
 
 def test_a_stale_holdings_entry_is_found(story: State) -> None:
-    # The buyer's holdings index claims the owner's block: its balance would count units it does not hold.
+    # The buyer's holdings index claims the owner's block: selections would offer units it does not hold.
     story.held.setdefault("buyer", set()).add((BATCH, 301))
-    assert story.balance("buyer") == 850
     assert messages(check_holders(story)) == [f"buyer's holdings list {BATCH} serial 301, not a block it holds"]
     story.held["buyer"] = {(BATCH, 302)}
     assert messages(check_holders(story)) == [f"buyer's holdings list {BATCH} serial 302, not a block it holds"]
+
+
+def test_a_balance_that_disagrees_with_the_held_blocks_is_found(story: State) -> None:
+    story._balances["owner"] += 1
+    assert messages(check_holders(story)) == ["owner: balance says 851, held blocks hold 850"]
 
 
 def test_holders_looks_only_at_the_batches_asked_for(story: State) -> None:
