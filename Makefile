@@ -32,8 +32,9 @@ typecheck: install
 pytest: install
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 
+# The HTTP registry (`cdcer serve` with a demo) is issue 4; until it lands this says so and fails.
 run: install
-	$(BIN)/cdcer serve --demo
+	@echo "cdcer: the HTTP registry is not built yet (issue 4); see README for what works today" >&2; exit 1
 
 bench-ledger: install
 	$(BIN)/python -m bench.ledger
