@@ -51,7 +51,8 @@ log_entries = Table(
     Column("nonce", Text, nullable=False),
     Column("kind", Text, nullable=False),
     Column("tx_hash", LargeBinary, nullable=False),
-    Index("ix_log_entries_actor_nonce", "actor", "nonce", unique=True),
+    # Nonce first: the append path looks up a batch's nonces with one `nonce IN (...)` query.
+    Index("ix_log_entries_nonce_actor", "nonce", "actor", unique=True),
 )
 
 merkle_nodes = Table(

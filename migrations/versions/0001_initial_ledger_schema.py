@@ -109,7 +109,7 @@ def upgrade() -> None:
         sa.Column("tx_hash", sa.LargeBinary(), nullable=False),
         sa.PrimaryKeyConstraint("idx"),
     )
-    op.create_index("ix_log_entries_actor_nonce", "log_entries", ["actor", "nonce"], unique=True)
+    op.create_index("ix_log_entries_nonce_actor", "log_entries", ["nonce", "actor"], unique=True)
     op.create_table(
         "merkle_nodes",
         sa.Column("level", sa.SmallInteger(), nullable=False),
@@ -238,7 +238,7 @@ def downgrade() -> None:
     op.drop_table("monitoring_reports")
     op.drop_table("methodologies")
     op.drop_table("merkle_nodes")
-    op.drop_index("ix_log_entries_actor_nonce", table_name="log_entries")
+    op.drop_index("ix_log_entries_nonce_actor", table_name="log_entries")
     op.drop_table("log_entries")
     op.drop_table("events")
     op.drop_table("cosignatures")

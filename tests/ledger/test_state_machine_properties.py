@@ -78,6 +78,8 @@ def serials_of(ranges: list[SerialRange]) -> list[Serial]:
 
 
 class UnitMachine(RuleBasedStateMachine):
+    """The registry as four accounts see it, next to a model that knows every serial."""
+
     def __init__(self) -> None:
         super().__init__()
         self.world = World()
@@ -249,12 +251,16 @@ class UnitMachine(RuleBasedStateMachine):
             "verifier", ReportVerify(report_id=rid, verified=quantity, opinion_sha256=SHA, statement="ok")
         )
         self.pending.append((project, rid, quantity))
-        self.issue_pending(len(self.pending) - 1)
+        self.try_issue(len(self.pending) - 1)
 
     @precondition(lambda self: bool(self.pending))
     @rule(which=st.integers(0, 20))
     def issue_pending(self, which: int) -> None:
-        project, rid, quantity = self.pending[which % len(self.pending)]
+        """Issue a verified report that a project freeze held back (refused again if still frozen)."""
+        self.try_issue(which % len(self.pending))
+
+    def try_issue(self, which: int) -> None:
+        project, rid, quantity = self.pending[which]
         frozen = (FreezeTarget.PROJECT, project) in self.frozen
         out = self.attempt("authority", Issue(report_id=rid), valid=not frozen)
         if out is None:
@@ -409,7 +415,7 @@ class UnitMachine(RuleBasedStateMachine):
             subject, freeze = data.draw(st.sampled_from(sorted(self.frozen)), label="frozen"), False
         else:
             subject = data.draw(st.sampled_from(SUBJECTS), label="subject")
-            freeze = data.draw(st.integers(0, 3), label="freeze") > 0  # mostly a freeze; an unfreeze may be wrong
+            freeze = data.draw(st.integers(0, 3), label="freeze") < 3  # mostly a freeze; an unfreeze may be wrong
         kind, target_id = subject
         valid = (subject in self.frozen) != freeze
         payload: BaseModel = (Freeze if freeze else Unfreeze)(target=kind, target_id=target_id, reason="f")

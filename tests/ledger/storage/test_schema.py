@@ -61,8 +61,8 @@ def test_migrations_match_the_models(engine: Engine) -> None:
 
 def test_migrations_create_the_unique_nonce_index(engine: Engine) -> None:
     indexes = {ix["name"]: ix for ix in inspect(engine).get_indexes("log_entries")}
-    assert indexes["ix_log_entries_actor_nonce"]["column_names"] == ["actor", "nonce"]
-    assert indexes["ix_log_entries_actor_nonce"]["unique"]
+    assert indexes["ix_log_entries_nonce_actor"]["column_names"] == ["nonce", "actor"]
+    assert indexes["ix_log_entries_nonce_actor"]["unique"]
 
 
 def test_require_current_refuses_an_unmigrated_database(database_url: str) -> None:
