@@ -168,9 +168,18 @@ def check_blocks_around(state: State, ranges: Iterable[SerialRange]) -> list[Fin
                 Finding("batch_conservation", f"batch {batch.id}: blocks span {blocks[0].first}-{blocks[-1].last}")
             )
         firsts = state._firsts[rng.batch_id]
-        lo = max(bisect.bisect_right(firsts, max(rng.first - 1, 1)) - 1, 0)
-        hi = min(bisect.bisect_right(firsts, min(rng.last + 1, batch.quantity)), len(blocks))
+        around = (max(rng.first - 1, 1), min(rng.last + 1, batch.quantity))
+        lo = max(bisect.bisect_right(firsts, around[0]) - 1, 0)
+        hi = min(bisect.bisect_right(firsts, around[1]), len(blocks))
         window = blocks[lo:hi]
+        # The window must reach both neighbours: a lost remainder of a split leaves a hole there
+        # that no pair of blocks inside the window shows.
+        if not window or window[0].first > around[0] or window[-1].last < around[1]:
+            findings.append(
+                Finding(
+                    "batch_conservation", f"batch {batch.id}: serials {around[0]}-{around[1]} are not all in blocks"
+                )
+            )
         for left, right in zip(window, window[1:], strict=False):
             if right.first != left.last + 1:
                 findings.append(

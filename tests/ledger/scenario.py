@@ -214,6 +214,8 @@ class World:
             "tables": {t.TABLE: list(st.records(t.TABLE)) for t in RECORD_TYPES},
             "firsts": {bid: list(firsts) for bid, firsts in st._firsts.items()},
             "held": {holder: set(keys) for holder, keys in st.held.items()},
+            "held_order": {holder: list(order) for holder, order in st._held_order.items()},
+            "balances": dict(st._balances),
             "reports_by_project": {pid: list(rids) for pid, rids in st.reports_by_project.items()},
             "batch_count": dict(st.batch_count),
             "dirty": set(st.dirty),

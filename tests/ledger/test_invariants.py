@@ -17,6 +17,7 @@ from ledger.invariants import (
     Finding,
     check_all,
     check_batch_conservation,
+    check_blocks_around,
     check_claims,
     check_holders,
     check_retirements_terminal,
@@ -282,3 +283,63 @@ def test_the_claim_records_are_what_the_checks_read() -> None:
     claim = two_claims().state.claims["CN0002"]
     assert isinstance(claim, Claim)
     assert (claim.event_id, claim.footprint_kg, claim.units) == ("E0002", 2500, 3)
+
+
+# --- the write path's scoped check --------------------------------------------------------------------------
+
+
+def every_range(state: State) -> list[SerialRange]:
+    return [block.range for row in state.blocks.values() for block in row]
+
+
+def test_blocks_around_is_silent_on_healthy_states() -> None:
+    for state in (full_story().state, busy_world().state):
+        assert check_blocks_around(state, every_range(state)) == []
+    assert check_blocks_around(full_story().state, []) == []
+
+
+def test_blocks_around_finds_a_gap_next_to_the_touched_serials(story: State) -> None:
+    del story.blocks[BATCH][1]  # 11-300 goes missing
+    del story._firsts[BATCH][1]
+    # The hole right after the touched serials (a lost remainder of a split) is found...
+    assert messages(check_blocks_around(story, [SerialRange(BATCH, 5, 10)])) == [
+        f"batch {BATCH}: serials 4-11 are not all in blocks"
+    ]
+    # ...and so is the one right before them.
+    assert messages(check_blocks_around(story, [SerialRange(BATCH, 301, 305)])) == [
+        f"batch {BATCH}: CDCER-{BATCH}-000001-000010 is followed by CDCER-{BATCH}-000301-001150"
+    ]
+    # Far from the touched serials, the gap is the audit's to find, not the write path's.
+    assert check_blocks_around(story, [SerialRange(BATCH, 1000, 1100)]) == []
+    assert check_batch_conservation(story) != []
+
+
+def test_blocks_around_finds_lost_ends_of_the_batch(story: State) -> None:
+    story.blocks[BATCH].pop()
+    story._firsts[BATCH].pop()
+    assert messages(check_blocks_around(story, [SerialRange(BATCH, 1, 1)])) == [f"batch {BATCH}: blocks span 1-300"]
+
+
+def test_blocks_around_finds_an_unknown_batch(story: State) -> None:
+    assert messages(check_blocks_around(story, [SerialRange("P0009-2023-001", 1, 1)])) == [
+        "CDCER-P0009-2023-001-000001-000001: no such batch or it holds no blocks"
+    ]
+
+
+def test_blocks_around_finds_a_bad_holder_or_state(story: State) -> None:
+    story.blocks[BATCH][2] = replace(story.blocks[BATCH][2], holder="mallory")
+    assert messages(check_blocks_around(story, [SerialRange(BATCH, 400, 400)])) == [
+        f"block CDCER-{BATCH}-000301-001150: held by mallory"
+    ]
+    story.blocks[BATCH][2] = replace(story.blocks[BATCH][2], holder="owner", state="lost")
+    assert messages(check_blocks_around(story, [SerialRange(BATCH, 400, 400)])) == [
+        f"block CDCER-{BATCH}-000301-001150: lost by owner"
+    ]
+
+
+def test_blocks_around_finds_a_held_block_missing_from_the_holdings(story: State) -> None:
+    story.blocks[BATCH][0] = replace(story.blocks[BATCH][0], state="held", ref=None)
+    # The touched range 11-20 has the block 1-10 as its left neighbour.
+    assert messages(check_blocks_around(story, [SerialRange(BATCH, 11, 20)])) == [
+        f"block CDCER-{BATCH}-000001-000010: missing from organiser's holdings"
+    ]

@@ -22,7 +22,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from pydantic import BaseModel
 
 from ledger.errors import RuleViolation
-from ledger.invariants import check_all
+from ledger.invariants import check_all, check_blocks_around
 from ledger.serials import SerialRange, parse_block
 from ledger.state import Outcome
 from ledger.transactions import (
@@ -476,7 +476,9 @@ class UnitMachine(RuleBasedStateMachine):
 
     @invariant()
     def ledger_checks_are_silent(self) -> None:
-        assert check_all(self.world.state) == []
+        state = self.world.state
+        assert check_all(state) == []
+        assert check_blocks_around(state, [b.range for row in state.blocks.values() for b in row]) == []
 
     @invariant()
     def balances_match_the_model(self) -> None:
