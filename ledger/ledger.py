@@ -25,7 +25,7 @@ from ledger.errors import ConflictError, EncodingError, IntegrityError, RuleViol
 from ledger.invariants import check_blocks_around, check_claims
 from ledger.keys import PrivateKey
 from ledger.log import GENESIS_CHAIN, Entry, StoredEntry, decode_entry, seal
-from ledger.merkle import Frontier, Hash, MemoryNodeStore, NodeId, NodeReader, inclusion_proof, root_at
+from ledger.merkle import Frontier, Hash, MemoryNodeStore, NodeId, NodeReader, inclusion_proofs, root_at
 from ledger.note import NoteSigner
 from ledger.serials import parse_block
 from ledger.state import Outcome, State
@@ -206,25 +206,38 @@ class Ledger:
         if all(isinstance(r, RuleViolation) for r in results):
             return list(results)
         if batch.checkpoint is not None and all(isinstance(r, RuleViolation) or r[0] == "new" for r in results):
-            return [self._receipt(r, batch.checkpoint, batch.memory) for r in results]
+            return self._receipts(results, batch.checkpoint, batch.memory)
         # Some are re-sent transactions whose entries are older: read what they need from the database.
         with read_transaction(self.engine) as conn:
             checkpoint = store.latest_checkpoint(conn)
             assert checkpoint is not None
-            reader = _Overlay(batch.memory, store.DbNodeReader(conn))
-            return [self._receipt(r, checkpoint, reader) for r in results]
+            return self._receipts(results, checkpoint, _Overlay(batch.memory, store.DbNodeReader(conn)))
 
     @staticmethod
-    def _receipt(result: Any, checkpoint: store.StoredCheckpoint, reader: NodeReader) -> Receipt | RuleViolation:
-        if isinstance(result, RuleViolation):
-            return result
-        index = result[1]
-        leaf = reader.get_nodes([NodeId(0, index)])[NodeId(0, index)]
-        proof = tuple(inclusion_proof(reader, index, checkpoint.size))
-        outcome = result[2] if result[0] == "new" else None
-        return Receipt(
-            index, leaf, checkpoint.note, checkpoint.size, proof, outcome, duplicate=result[0] == "duplicate"
-        )
+    def _receipts(
+        results: list[Any], checkpoint: store.StoredCheckpoint, reader: NodeReader
+    ) -> list[Receipt | RuleViolation]:
+        indexes = [r[1] for r in results if not isinstance(r, RuleViolation)]
+        leaves = reader.get_nodes([NodeId(0, i) for i in indexes])
+        proofs = iter(inclusion_proofs(reader, indexes, checkpoint.size))
+        receipts: list[Receipt | RuleViolation] = []
+        for result in results:
+            if isinstance(result, RuleViolation):
+                receipts.append(result)
+                continue
+            index = result[1]
+            receipts.append(
+                Receipt(
+                    index,
+                    leaves[NodeId(0, index)],
+                    checkpoint.note,
+                    checkpoint.size,
+                    tuple(next(proofs)),
+                    result[2] if result[0] == "new" else None,
+                    duplicate=result[0] == "duplicate",
+                )
+            )
+        return receipts
 
     # --- reading -------------------------------------------------------------------------------------
 

@@ -218,6 +218,24 @@ def inclusion_proof(reader: NodeReader, index: int, size: int) -> list[Hash]:
     return _range_hashes(reader, _inclusion_ranges(index, size))
 
 
+def inclusion_proofs(reader: NodeReader, indexes: Sequence[int], size: int) -> list[list[Hash]]:
+    """Inclusion proofs of many leaves into one tree, each shared subtree hashed once (one read).
+
+    The receipts of a batch of appends need proofs for neighbouring leaves, whose paths share most
+    of their siblings: this costs O(batch + log n) hashes instead of O(batch * log n).
+    """
+    _check_uint64("tree size", size)
+    all_ranges = []
+    for index in indexes:
+        _check_uint64("leaf index", index)
+        if index >= size:
+            raise ProofError(f"inclusion proof: leaf index {index} is not in a tree of {size} leaves")
+        all_ranges.append(_inclusion_ranges(index, size))
+    unique = sorted({rng for ranges in all_ranges for rng in ranges})
+    hashes = dict(zip(unique, _range_hashes(reader, unique), strict=True))
+    return [[hashes[rng] for rng in ranges] for ranges in all_ranges]
+
+
 def consistency_proof(reader: NodeReader, old_size: int, new_size: int) -> list[Hash]:
     """The RFC 9162 consistency proof PROOF(old_size, D[0:new_size]).
 

@@ -18,6 +18,7 @@ from ledger.merkle import (
     NodeReader,
     consistency_proof,
     inclusion_proof,
+    inclusion_proofs,
     leaf_hash,
     node_hash,
     root_at,
@@ -421,3 +422,16 @@ def test_verify_consistency_power_of_two_old_size_omits_old_root() -> None:
             new_root=_h(RFC_ROOTS[8]),
             proof=[_h(RFC_ROOTS[4]), *proof],
         )
+
+
+def test_batched_inclusion_proofs_equal_single_ones() -> None:
+    store = MemoryNodeStore()
+    frontier = Frontier.empty()
+    for i in range(137):
+        store.put_nodes(frontier.append(leaf_hash(i.to_bytes(4, "big"))))
+    for size in (1, 2, 64, 100, 137):
+        indexes = list(range(size))[::3] + [size - 1]
+        batched = inclusion_proofs(store, indexes, size)
+        assert batched == [inclusion_proof(store, i, size) for i in indexes]
+    with pytest.raises(ProofError, match="leaf index 137 is not in a tree of 137 leaves"):
+        inclusion_proofs(store, [3, 137], 137)
