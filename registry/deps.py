@@ -1,0 +1,31 @@
+"""Request dependencies, as ``Annotated`` aliases so route signatures read like sentences."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+from sqlalchemy import Connection, Engine
+
+from ledger.storage.engine import read_transaction
+from registry.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    return cast(Settings, request.app.state.settings)
+
+
+def get_engine(request: Request) -> Engine:
+    return cast(Engine, request.app.state.engine)
+
+
+def read_conn(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Connection]:
+    """One read transaction (a consistent snapshot of the log) for the whole request."""
+    with read_transaction(engine) as conn:
+        yield conn
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+ConnDep = Annotated[Connection, Depends(read_conn)]

@@ -1,0 +1,120 @@
+"""RFC 9457 problem details: one error base, its handlers, and the model the OpenAPI document declares."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ledger.errors import StorageError
+
+PROBLEM_TYPE_BASE = "https://cdcer.example/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class ProblemDetails(BaseModel):
+    """An RFC 9457 problem details object."""
+
+    type: str = Field(examples=[f"{PROBLEM_TYPE_BASE}invalid-range"])
+    title: str = Field(examples=["Invalid range"])
+    status: int = Field(examples=[400])
+    detail: str = Field(examples=["leaf index 12 is not in a tree of 10 entries; use an index below 10"])
+
+
+class RegistryError(Exception):
+    """An error a route returns to the client as a problem details document."""
+
+    def __init__(self, status: int, title: str, detail: str, type_suffix: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.type_suffix = type_suffix
+
+    def problem(self) -> ProblemDetails:
+        return ProblemDetails(
+            type=PROBLEM_TYPE_BASE + self.type_suffix, title=self.title, status=self.status, detail=self.detail
+        )
+
+
+class NotFound(RegistryError):
+    def __init__(self, detail: str, type_suffix: str = "not-found") -> None:
+        super().__init__(404, "Not found", detail, type_suffix)
+
+
+class BadRequest(RegistryError):
+    def __init__(self, detail: str, type_suffix: str = "bad-request") -> None:
+        super().__init__(400, "Bad request", detail, type_suffix)
+
+
+_TITLES = {
+    400: "Bad request",
+    404: "Not found",
+    405: "Method not allowed",
+    422: "Invalid request",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route that can answer with these error statuses."""
+    return {status: {"model": ProblemDetails, "description": _TITLES.get(status, "Error")} for status in statuses}
+
+
+def problem_response(problem: ProblemDetails) -> JSONResponse:
+    return JSONResponse(problem.model_dump(), status_code=problem.status, media_type=PROBLEM_MEDIA_TYPE)
+
+
+def _slug(title: str) -> str:
+    return title.lower().replace(" ", "-")
+
+
+async def _registry_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RegistryError)
+    return problem_response(exc.problem())
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    parts = []
+    for error in exc.errors():
+        location = [str(part) for part in error.get("loc", ())]
+        where = f"{location[0]} parameter {'.'.join(location[1:])!r}" if len(location) > 1 else ".".join(location)
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    detail = "; ".join(parts) or "the request is not valid"
+    return problem_response(
+        ProblemDetails(type=PROBLEM_TYPE_BASE + "validation-error", title=_TITLES[422], status=422, detail=detail)
+    )
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    title = _TITLES.get(exc.status_code, "Error")
+    response = problem_response(
+        ProblemDetails(
+            type=PROBLEM_TYPE_BASE + _slug(title), title=title, status=exc.status_code, detail=str(exc.detail)
+        )
+    )
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def _storage_error(_request: Request, exc: Exception) -> JSONResponse:
+    # The database is unreachable or refused the query: the client may retry later.
+    return problem_response(
+        ProblemDetails(type=PROBLEM_TYPE_BASE + "storage-unavailable", title=_TITLES[503], status=503, detail=str(exc))
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render every error as ``application/problem+json``."""
+    app.add_exception_handler(RegistryError, _registry_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(StorageError, _storage_error)

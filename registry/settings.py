@@ -1,0 +1,20 @@
+"""The registry service's settings, read from ``CDCER_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """How one registry process runs: its database, its origin and its limits."""
+
+    model_config = SettingsConfigDict(env_prefix="CDCER_", extra="ignore")
+
+    database_url: str = "sqlite:///data/registry.db"
+    # None: the origin recorded in the database (by the genesis entry) is the registry's origin.
+    origin: str | None = None
+    # The log's signing key file; only the write path needs it (not in this slice).
+    log_key_file: Path | None = None
+    max_body_bytes: int = 65536
