@@ -1,0 +1,131 @@
+"""`cdcer init` and `cdcer serve`."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from ledger.keys import read_key_file
+from ledger.note import NoteVerifier
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, list(args), env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_init_creates_a_registry_that_verifies(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/registry.db"
+    code, out, err = invoke(
+        "init",
+        "-d",
+        db,
+        "--data-dir",
+        str(tmp_path / "keys"),
+        "--origin",
+        "test.example/cdcer",
+        "--plain-keys",
+        "--json",
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["origin"] == "test.example/cdcer"
+    assert NoteVerifier.from_vkey(result["vkey"]).name == "test.example/cdcer"
+    authority = read_key_file(Path(result["authority_key_file"]), passphrase=None)
+    assert authority.key_id == result["authority_key_id"]
+    code, out, err = invoke("audit", "verify", "-d", db, "--vkey", result["vkey"])
+    assert code == 0, err
+    assert out.startswith("verified: 1 entries, 1 checkpoints")
+
+
+def test_init_encrypts_keys_with_the_passphrases_from_the_environment(tmp_path: Path) -> None:
+    env = {"CDCER_LOG_KEY_PASSPHRASE": "log secret", "CDCER_AUTHORITY_KEY_PASSPHRASE": "authority secret"}
+    code, out, err = invoke("init", "-d", f"sqlite:///{tmp_path}/r.db", "--data-dir", str(tmp_path), "--json", env=env)
+    assert code == 0, err
+    result = json.loads(out)
+    assert read_key_file(Path(result["authority_key_file"]), passphrase="authority secret")
+    assert read_key_file(Path(result["log_key_file"]), passphrase="log secret")
+
+
+def test_init_refuses_an_existing_registry(tmp_path: Path) -> None:
+    args = ["init", "-d", f"sqlite:///{tmp_path}/r.db", "--data-dir", str(tmp_path / "a"), "--plain-keys"]
+    assert invoke(*args)[0] == 0
+    code, out, err = invoke(*args)
+    assert code == 2
+    assert err.startswith("error: ")
+    assert "already" in err
+    assert err.count("\n") == 1
+    other_keys = ["init", "-d", f"sqlite:///{tmp_path}/r.db", "--data-dir", str(tmp_path / "b"), "--plain-keys"]
+    code, _, err = invoke(*other_keys)
+    assert code == 2
+    assert "already holds a registry" in err
+
+
+def test_init_without_a_passphrase_and_no_terminal_is_a_usage_error(tmp_path: Path) -> None:
+    code, _, err = invoke("init", "-d", f"sqlite:///{tmp_path}/r.db", "--data-dir", str(tmp_path))
+    assert code == 2
+    assert "CDCER_LOG_KEY_PASSPHRASE" in err
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+@pytest.mark.parametrize("origin", ["has space", "a+b", ""])
+def test_init_refuses_a_bad_origin(tmp_path: Path, origin: str) -> None:
+    code, _, err = invoke("init", "-d", f"sqlite:///{tmp_path}/r.db", "--origin", origin, "--plain-keys")
+    assert code == 2
+    assert "--origin" in err
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_serve_answers_over_http(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/registry.db"
+    code, out, err = invoke("init", "-d", db, "--data-dir", str(tmp_path / "data"), "--plain-keys", "--json")
+    assert code == 0, err
+    vkey = json.loads(out)["vkey"]
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "serve",
+            "-d",
+            db,
+            "--port",
+            str(port),
+            "--log-key-file",
+            str(tmp_path / "data" / "registry-log.key"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+                assert time.monotonic() < deadline, "cdcer serve did not answer within 30 s"
+                time.sleep(0.2)
+        assert health.json() == {"status": "ok", "log_size": 1}
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/log/vkey").text.strip() == vkey
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
