@@ -32,9 +32,10 @@ typecheck: install
 pytest: install
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 
-# The HTTP registry (`cdcer serve` with a demo) is issue 4; until it lands this says so and fails.
+# Creates a development registry in data/ on first run (plain key files: development only), then serves it.
 run: install
-	@echo "cdcer: the HTTP registry is not built yet (issue 4); see README for what works today" >&2; exit 1
+	@[ -f data/registry-log.key ] || $(BIN)/cdcer init --plain-keys
+	$(BIN)/cdcer serve
 
 bench-ledger: install
 	$(BIN)/python -m bench.ledger
