@@ -2,27 +2,71 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from ledger.errors import LedgerError
+from ledger.keys import read_key_file
 from ledger.ledger import Ledger
-from ledger.storage.engine import make_engine
+from ledger.note import NoteSigner
+from ledger.storage import store
+from ledger.storage.engine import make_engine, read_transaction
 from registry import health
 from registry.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
 from registry.log import api as log_api
 from registry.settings import Settings
+from registry.transactions import api as transactions_api
+from registry.transactions.schemas import request_body_schemas
+from registry.transactions.sequencer import Sequencer
+
+LOG_KEY_PASSPHRASE_ENV = "CDCER_LOG_KEY_PASSPHRASE"
+
+
+class ConfigurationError(LedgerError):
+    """The settings cannot make a working registry (e.g. a key file but no known origin)."""
+
+
+def ledger_from_settings(settings: Settings, engine: Engine) -> Ledger | None:
+    """The registry's ledger over `engine`, signing with ``settings.log_key_file``; None without a key file.
+
+    The key file's passphrase is read from ``CDCER_LOG_KEY_PASSPHRASE`` (unset: a clear key file). The
+    checkpoint key's name is the origin: ``settings.origin``, else the one the database recorded at
+    its genesis. Raises `KeyFileError` for a key file that cannot be read and `ConfigurationError`
+    when no origin is known.
+    """
+    if settings.log_key_file is None:
+        return None
+    key = read_key_file(Path(settings.log_key_file), passphrase=os.environ.get(LOG_KEY_PASSPHRASE_ENV))
+    origin = settings.origin
+    if origin is None:
+        with read_transaction(engine) as conn:
+            origin = store.get_meta(conn, "origin")
+    if origin is None:
+        raise ConfigurationError(
+            "the registry's origin is unknown: the database has no genesis entry yet; set CDCER_ORIGIN"
+        )
+    return Ledger(engine, NoteSigner(origin, key.seed))
 
 
 class RegistryApp(FastAPI):
     """FastAPI, with error responses declared as ``application/problem+json`` in the OpenAPI document."""
 
+    extra_schemas: dict[str, dict[str, Any]]
+    """Component schemas that routes reference by hand (a request body read raw but documented)."""
+
     def openapi(self) -> dict[str, Any]:
         if self.openapi_schema is None:
             schema = super().openapi()
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for name, extra in getattr(self, "extra_schemas", {}).items():
+                components.setdefault(name, extra)
             for operations in schema.get("paths", {}).values():
                 for operation in operations.values():
                     for status, response in operation.get("responses", {}).items():
@@ -40,16 +84,33 @@ def create_app(settings: Settings, *, engine: Engine | None = None, ledger: Ledg
     """The registry service over `engine` (by default, one on ``settings.database_url``).
 
     An engine passed in (or the ledger's) belongs to the caller; one made here is disposed at shutdown.
+    Without a `ledger`, one is built from the settings' log key file (`ledger_from_settings`); with
+    neither, the registry is read-only and its write routes answer 503.
     """
     owned = engine is None and ledger is None
     if engine is None:
         engine = ledger.engine if ledger is not None else make_engine(settings.database_url)
+    if ledger is None:
+        try:
+            ledger = ledger_from_settings(settings, engine)
+        except BaseException:
+            if owned:
+                engine.dispose()
+            raise
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        sequencer = None
+        if ledger is not None:
+            sequencer = Sequencer(ledger, max_batch=settings.max_batch, max_wait=settings.batch_wait_ms / 1000)
+            sequencer.start()
+        app.state.sequencer = sequencer
         try:
             yield
         finally:
+            app.state.sequencer = None
+            if sequencer is not None:
+                await asyncio.to_thread(sequencer.close)
             if owned:
                 engine.dispose()
 
@@ -62,7 +123,10 @@ def create_app(settings: Settings, *, engine: Engine | None = None, ledger: Ledg
     app.state.settings = settings
     app.state.engine = engine
     app.state.ledger = ledger
+    app.state.sequencer = None  # started by the lifespan
+    app.extra_schemas = request_body_schemas()
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(log_api.router)
+    app.include_router(transactions_api.router)
     return app

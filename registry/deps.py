@@ -9,7 +9,9 @@ from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine
 
 from ledger.storage.engine import read_transaction
+from registry.errors import ServiceUnavailable
 from registry.settings import Settings
+from registry.transactions.sequencer import Sequencer
 
 
 def get_settings(request: Request) -> Settings:
@@ -26,6 +28,15 @@ def read_conn(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Connec
         yield conn
 
 
+def get_sequencer(request: Request) -> Sequencer:
+    """The app's one writer; a registry without a log signing key is read-only (503)."""
+    sequencer = getattr(request.app.state, "sequencer", None)
+    if sequencer is None:
+        raise ServiceUnavailable("registry is read-only: no log signing key configured", "read-only")
+    return cast(Sequencer, sequencer)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 ConnDep = Annotated[Connection, Depends(read_conn)]
+SequencerDep = Annotated[Sequencer, Depends(get_sequencer)]

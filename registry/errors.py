@@ -51,14 +51,27 @@ class BadRequest(RegistryError):
         super().__init__(400, "Bad request", detail, type_suffix)
 
 
+class ServiceUnavailable(RegistryError):
+    def __init__(self, detail: str, type_suffix: str = "service-unavailable") -> None:
+        super().__init__(503, "Service unavailable", detail, type_suffix)
+
+
 _TITLES = {
     400: "Bad request",
+    403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
+    409: "Conflict",
+    413: "Content too large",
     422: "Invalid request",
     500: "Internal server error",
     503: "Service unavailable",
 }
+
+
+def status_title(status: int) -> str:
+    """The problem title of an HTTP status."""
+    return _TITLES.get(status, "Error")
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -15,6 +15,10 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///data/registry.db"
     # None: the origin recorded in the database (by the genesis entry) is the registry's origin.
     origin: str | None = None
-    # The log's signing key file; only the write path needs it (not in this slice).
+    # The log's signing key file (its passphrase in CDCER_LOG_KEY_PASSPHRASE); without it, and without a
+    # ledger handed to the app, the registry is read-only.
     log_key_file: Path | None = None
     max_body_bytes: int = 65536
+    # Group commit: the sequencer waits this long for more transactions, or until max_batch are pending.
+    batch_wait_ms: float = 2.0
+    max_batch: int = 500

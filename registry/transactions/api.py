@@ -1,0 +1,55 @@
+"""The write path over HTTP: ``POST /v1/transactions`` appends one signed transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi import status as http
+
+from registry.deps import SequencerDep, SettingsDep
+from registry.errors import problem_responses
+from registry.transactions import service
+from registry.transactions.errors import REFUSAL_STATUSES
+from registry.transactions.schemas import SCHEMA_REF, ReceiptOut
+
+router = APIRouter(prefix="/v1", tags=["transactions"])
+
+_REQUEST_BODY = {
+    "required": True,
+    "description": "One signed transaction, as the actor signed it",
+    "content": {"application/json": {"schema": {"$ref": SCHEMA_REF.format(model="SignedTransactionIn")}}},
+}
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    http.HTTP_200_OK: {"model": ReceiptOut, "description": "Already in the log: the original receipt"},
+    http.HTTP_201_CREATED: {"description": "Appended: the receipt"},
+    **problem_responses(400, *REFUSAL_STATUSES, 413, 503),
+}
+
+
+@router.post(
+    "/transactions",
+    status_code=http.HTTP_201_CREATED,
+    summary="Append one signed transaction to the log and return its receipt",
+    description=(
+        'The body is `{"body": <transaction body>, "signature": <base64>}`; the registry verifies the '
+        "signature over the body's RFC 8785 canonical bytes, the actor's key and role and every rule, then "
+        "appends it under a signed checkpoint. 201: appended. 200: this exact transaction was already in "
+        "the log (nothing appended, the original entry's receipt). A refusal is a problem whose `type` ends "
+        "with the rule's code (e.g. `insufficient_units`)."
+    ),
+    openapi_extra={"requestBody": _REQUEST_BODY},
+    responses=_RESPONSES,
+)
+async def post_transaction(
+    request: Request, response: Response, settings: SettingsDep, sequencer: SequencerDep
+) -> ReceiptOut:
+    raw = await service.read_body(
+        request.stream(), declared_length=request.headers.get("content-length"), limit=settings.max_body_bytes
+    )
+    tx = service.parse_signed_transaction(raw)
+    receipt = await service.append(sequencer, tx)
+    if receipt.duplicate:
+        response.status_code = http.HTTP_200_OK
+    return ReceiptOut.of(receipt)
