@@ -18,7 +18,9 @@ from ledger.ledger import Ledger, found_registry
 from ledger.note import NoteSigner
 from ledger.storage import store
 from ledger.storage.engine import make_engine, read_transaction
-from ledger.storage.schema import upgrade
+from ledger.storage.schema import require_current, upgrade
+from registry.app import ledger_from_settings
+from registry.settings import Settings
 
 DEFAULT_DATABASE = "sqlite:///data/registry.db"
 LOG_KEY_PASSPHRASE = "CDCER_LOG_KEY_PASSPHRASE"
@@ -115,6 +117,17 @@ def serve(
     os.environ["CDCER_DATABASE_URL"] = database
     if log_key_file is not None:
         os.environ["CDCER_LOG_KEY_FILE"] = str(log_key_file)
+    # Check what the server processes will load, so a mistake is one line here, not a worker traceback.
+    try:
+        engine = make_engine(database)
+        require_current(engine)
+        if ledger_from_settings(Settings(), engine) is None:
+            err.print("note: no log signing key (--log-key-file): the registry is read-only")
+        engine.dispose()
+    except StorageError as exc:
+        fail(str(exc), EXIT_OPERATIONAL)
+    except LedgerError as exc:
+        fail(str(exc), EXIT_USAGE)
     err.print(f"serving {database} on http://{host}:{port} (API docs: http://{host}:{port}/docs)")
     try:
         uvicorn.run("registry.main:app", host=host, port=port, workers=workers, log_level="info")

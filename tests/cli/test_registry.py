@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -15,8 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from ledger.keys import read_key_file
+from ledger.keys import PrivateKey, read_key_file
 from ledger.note import NoteVerifier
+from ledger.transactions import ParticipantRegister, Role, TransactionSigner
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -126,6 +128,34 @@ def test_serve_answers_over_http(tmp_path: Path) -> None:
                 time.sleep(0.2)
         assert health.json() == {"status": "ok", "log_size": 1}
         assert httpx.get(f"http://127.0.0.1:{port}/v1/log/vkey").text.strip() == vkey
+        # A signed write over real HTTP: the authority registers a participant.
+        authority = read_key_file(tmp_path / "data" / "authority.key", passphrase=None)
+        signer = TransactionSigner("cdcer.localhost/registry", "authority", authority)
+        payload = ParticipantRegister(
+            participant_id="sunpower",
+            name="Sunpower Pidu",
+            roles=(Role.PROJECT_OWNER,),
+            public_keys=(PrivateKey.generate().public_key.b64(),),
+        )
+        tx = signer.sign(payload, at=datetime.now(UTC))
+        answer = httpx.post(f"http://127.0.0.1:{port}/v1/transactions", json=tx.to_json(), timeout=10)
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["index"] == 1
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_serve_refuses_a_missing_database_in_one_line(tmp_path: Path) -> None:
+    code, _, err = invoke("serve", "-d", f"sqlite:///{tmp_path}/none.db")
+    assert code == 3
+    assert err == f"error: no ledger database at {tmp_path}/none.db\n"
+
+
+def test_serve_refuses_an_unreadable_log_key_in_one_line(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/r.db"
+    assert invoke("init", "-d", db, "--data-dir", str(tmp_path / "k"), "--plain-keys")[0] == 0
+    code, _, err = invoke("serve", "-d", db, "--log-key-file", str(tmp_path / "missing.key"))
+    assert code == 2
+    assert err.startswith("error: key file ")
+    assert err.count("\n") == 1
