@@ -21,7 +21,6 @@ import nacl.signing
 from ledger.encoding import b64decode, b64encode
 from ledger.errors import EncodingError, NoteError
 from ledger.note import (
-    ED25519_PUBLIC_KEY_SIZE,
     ED25519_SIGNATURE_SIZE,
     KeyId,
     Note,
@@ -29,13 +28,14 @@ from ledger.note import (
     Signer,
     Verifier,
     add_signatures,
+    check_ed25519_key,
     check_key_name,
     compute_key_id,
     ed25519_verify,
     format_verifier_key,
     open_note,
+    parse_ed25519_verifier_key,
     parse_note,
-    parse_verifier_key,
     sign_note,
     signing_key_from,
 )
@@ -243,30 +243,18 @@ class CosignatureVerifier:
 
     def __post_init__(self) -> None:
         check_key_name(self.name, what="witness name")
-        if len(self.public_key) != ED25519_PUBLIC_KEY_SIZE:
-            raise NoteError(
-                f"witness {self.name}: Ed25519 public key must be {ED25519_PUBLIC_KEY_SIZE} bytes, "
-                f"found {len(self.public_key)}"
-            )
-        expected = compute_key_id(self.name, SIG_TYPE_COSIGNATURE_V1, self.public_key)
-        if self.key_id != expected:
-            raise NoteError(f"witness {self.name}: key id {self.key_id.hex()} should be {expected.hex()}")
+        check_ed25519_key(self.name, self.key_id, self.public_key, SIG_TYPE_COSIGNATURE_V1, what="witness")
 
     @classmethod
     def from_vkey(cls, vkey: str) -> CosignatureVerifier:
         """Parse a witness verifier key ``<name>+<8 hex key id>+<base64(0x04 || public key)>``."""
-        parsed = parse_verifier_key(vkey)
-        if parsed.sig_type != SIG_TYPE_COSIGNATURE_V1:
-            hint = " (0x01 is a plain note key, not a witness cosignature key)" if parsed.sig_type == 1 else ""
-            raise NoteError(
-                f"witness key {parsed.name}: key type 0x{parsed.sig_type:02x} is not a cosignature/v1 "
-                f"Ed25519 key (0x{SIG_TYPE_COSIGNATURE_V1:02x}){hint}"
-            )
-        if len(parsed.public_key) != ED25519_PUBLIC_KEY_SIZE:
-            raise NoteError(
-                f"witness key {parsed.name}: Ed25519 public key must be {ED25519_PUBLIC_KEY_SIZE} bytes, "
-                f"found {len(parsed.public_key)}"
-            )
+        parsed = parse_ed25519_verifier_key(
+            vkey,
+            SIG_TYPE_COSIGNATURE_V1,
+            what="witness key",
+            expected="a cosignature/v1 Ed25519 key",
+            hints={1: " (0x01 is a plain note key, not a witness cosignature key)"},
+        )
         return cls(name=parsed.name, key_id=parsed.key_id, public_key=parsed.public_key)
 
     def verifier_key(self) -> str:

@@ -242,30 +242,18 @@ class NoteVerifier:
 
     def __post_init__(self) -> None:
         check_key_name(self.name)
-        if len(self.public_key) != ED25519_PUBLIC_KEY_SIZE:
-            raise NoteError(
-                f"verifier {self.name}: Ed25519 public key must be {ED25519_PUBLIC_KEY_SIZE} bytes, "
-                f"found {len(self.public_key)}"
-            )
-        expected = compute_key_id(self.name, SIG_TYPE_ED25519, self.public_key)
-        if self.key_id != expected:
-            raise NoteError(f"verifier {self.name}: key id {self.key_id.hex()} should be {expected.hex()}")
+        check_ed25519_key(self.name, self.key_id, self.public_key, SIG_TYPE_ED25519, what="verifier")
 
     @classmethod
     def from_vkey(cls, vkey: str) -> NoteVerifier:
         """Parse a verifier key ``<name>+<8 hex key id>+<base64(0x01 || 32-byte public key)>``."""
-        parsed = parse_verifier_key(vkey)
-        if parsed.sig_type != SIG_TYPE_ED25519:
-            hint = " (0x04 is a witness cosignature key: use CosignatureVerifier)" if parsed.sig_type == 4 else ""
-            raise NoteError(
-                f"verifier key {parsed.name}: key type 0x{parsed.sig_type:02x} is not Ed25519 "
-                f"(0x{SIG_TYPE_ED25519:02x}){hint}"
-            )
-        if len(parsed.public_key) != ED25519_PUBLIC_KEY_SIZE:
-            raise NoteError(
-                f"verifier key {parsed.name}: Ed25519 public key must be {ED25519_PUBLIC_KEY_SIZE} bytes, "
-                f"found {len(parsed.public_key)}"
-            )
+        parsed = parse_ed25519_verifier_key(
+            vkey,
+            SIG_TYPE_ED25519,
+            what="verifier key",
+            expected="Ed25519",
+            hints={4: " (0x04 is a witness cosignature key: use CosignatureVerifier)"},
+        )
         return cls(name=parsed.name, key_id=parsed.key_id, public_key=parsed.public_key)
 
     def verifier_key(self) -> str:
@@ -275,6 +263,35 @@ class NoteVerifier:
     def verify(self, msg: bytes, sig: bytes) -> bool:
         """Whether `sig` is a valid Ed25519 signature of `msg` by this key."""
         return ed25519_verify(self.public_key, msg, sig)
+
+
+def check_ed25519_key(name: str, key_id: KeyId, public_key: bytes, sig_type: int, *, what: str) -> None:
+    """Refuse an Ed25519 verifier whose key is not 32 bytes or whose key id does not match it."""
+    if len(public_key) != ED25519_PUBLIC_KEY_SIZE:
+        raise NoteError(
+            f"{what} {name}: Ed25519 public key must be {ED25519_PUBLIC_KEY_SIZE} bytes, found {len(public_key)}"
+        )
+    expected = compute_key_id(name, sig_type, public_key)
+    if key_id != expected:
+        raise NoteError(f"{what} {name}: key id {key_id.hex()} should be {expected.hex()}")
+
+
+def parse_ed25519_verifier_key(
+    vkey: str, sig_type: int, *, what: str, expected: str, hints: dict[int, str]
+) -> VerifierKey:
+    """Parse a verifier key that must be of ``sig_type`` and carry a 32-byte Ed25519 public key."""
+    parsed = parse_verifier_key(vkey)
+    if parsed.sig_type != sig_type:
+        raise NoteError(
+            f"{what} {parsed.name}: key type 0x{parsed.sig_type:02x} is not {expected} "
+            f"(0x{sig_type:02x}){hints.get(parsed.sig_type, '')}"
+        )
+    if len(parsed.public_key) != ED25519_PUBLIC_KEY_SIZE:
+        raise NoteError(
+            f"{what} {parsed.name}: Ed25519 public key must be {ED25519_PUBLIC_KEY_SIZE} bytes, "
+            f"found {len(parsed.public_key)}"
+        )
+    return parsed
 
 
 def ed25519_verify(public_key: bytes, msg: bytes, sig: bytes) -> bool:
