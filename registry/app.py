@@ -21,6 +21,7 @@ from ledger.storage.engine import make_engine, read_transaction
 from registry import health
 from registry.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
 from registry.log import api as log_api
+from registry.public import api as public_api
 from registry.settings import Settings
 from registry.transactions import api as transactions_api
 from registry.transactions.schemas import request_body_schemas
@@ -129,4 +130,5 @@ def create_app(settings: Settings, *, engine: Engine | None = None, ledger: Ledg
     app.include_router(health.router)
     app.include_router(log_api.router)
     app.include_router(transactions_api.router)
+    app.include_router(public_api.router)
     return app

@@ -1,0 +1,1 @@
+"""The public registry over HTTP: methodologies, projects, units, retirements, events, claims (no key)."""
