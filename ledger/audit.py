@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from ledger.checkpoint import open_checkpoint
 from ledger.encoding import b64encode
 from ledger.errors import EncodingError, LedgerError, NoteError, ProofError, RuleViolation
+from ledger.heap import HeapSettler
 from ledger.invariants import Finding, check_all
 from ledger.log import GENESIS_CHAIN, ChainHash, StoredEntry, chain_hash, decode_entry
 from ledger.merkle import Frontier, Hash, NodeReader, consistency_proof, leaf_hash, verify_consistency
@@ -203,6 +204,7 @@ def audit(
     if workers is None:
         workers = os.cpu_count() or 1
     checker = _SignatureChecker(report, workers)
+    heap = HeapSettler(every=100_000)
     try:
         for stored in source.entries():
             index = stored.index
@@ -244,6 +246,8 @@ def audit(
                     verifier = _verifier(state.registry_vkey, report)
             while pending_cps and pending_cps[0].size == report.entries:
                 _check_checkpoint(pending_cps.popleft(), frontier.root(), verifier, state, report)
+            if report.entries % CHUNK == 0:
+                heap.grew(CHUNK)
             if progress is not None and report.entries % CHUNK == 0:
                 progress(report.entries)
         checker.finish()

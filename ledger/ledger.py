@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine
 
 from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.errors import ConflictError, EncodingError, IntegrityError, RuleViolation, SignatureError
+from ledger.heap import HeapSettler
 from ledger.invariants import check_blocks_around, check_claims
 from ledger.keys import PrivateKey
 from ledger.log import GENESIS_CHAIN, Entry, StoredEntry, decode_entry, seal
@@ -59,6 +60,7 @@ class Ledger:
         self.engine = engine
         self.signer = signer
         self._state: State | None = None
+        self._heap = HeapSettler()
 
     # --- state ---------------------------------------------------------------------------------------
 
@@ -67,6 +69,7 @@ class Ledger:
         if self._state is None:
             self._state = State()
         state = self._state
+        before = state.size
         for stored in store.iter_entries(conn, state.size):
             # A stored entry that does not replay is damage to the log, not the caller's rule violation.
             try:
@@ -80,6 +83,7 @@ class Ledger:
                 reason = reason.removeprefix(f"entry {stored.index}: ")
                 raise IntegrityError(f"the stored log does not replay: {reason}", index=stored.index) from None
         state.dirty.clear()  # those rows were written by whoever appended the entries
+        self._heap.grew(state.size - before)
         return state
 
     def state(self) -> State:
@@ -166,6 +170,7 @@ class Ledger:
             last = accepted_at
         if not sealed:
             return _Batch(results, None, memory)
+        self._heap.grew(len(sealed))
         store.insert_entries(conn, sealed)
         store.insert_nodes(conn, nodes)
         memory.put_nodes(nodes)
