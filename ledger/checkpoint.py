@@ -15,13 +15,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import nacl.signing
+from typing import ClassVar
 
 from ledger.encoding import b64decode, b64encode
 from ledger.errors import EncodingError, NoteError
 from ledger.note import (
     ED25519_SIGNATURE_SIZE,
+    Ed25519SigningKey,
     KeyId,
     Note,
     NoteSignature,
@@ -30,14 +30,12 @@ from ledger.note import (
     add_signatures,
     check_ed25519_key,
     check_key_name,
-    compute_key_id,
     ed25519_verify,
     format_verifier_key,
     open_note,
     parse_ed25519_verifier_key,
     parse_note,
     sign_note,
-    signing_key_from,
 )
 
 HASH_SIZE = 32
@@ -173,42 +171,14 @@ class Cosignature:
     timestamp: int
 
 
-class CosignatureSigner:
+class CosignatureSigner(Ed25519SigningKey):
     """A witness's Ed25519 cosigning key (key type 0x04)."""
 
-    __slots__ = ("_key", "_key_id", "_name", "_public_key")
+    __slots__ = ()
 
-    def __init__(self, name: str, key: nacl.signing.SigningKey | bytes) -> None:
-        """Bind `key` (a nacl SigningKey or a 32-byte seed) to the witness name `name`."""
-        check_key_name(name, what="witness name")
-        self._name = name
-        self._key = signing_key_from(key, what="witness key")
-        self._public_key = bytes(self._key.verify_key)
-        self._key_id = compute_key_id(name, SIG_TYPE_COSIGNATURE_V1, self._public_key)
-
-    @classmethod
-    def generate(cls, name: str) -> CosignatureSigner:
-        """A cosigner with a fresh random key."""
-        return cls(name, nacl.signing.SigningKey.generate())
-
-    @property
-    def name(self) -> str:
-        """The witness name written in the signature line."""
-        return self._name
-
-    @property
-    def key_id(self) -> KeyId:
-        """SHA-256(name || 0x0A || 0x04 || public key)[:4]."""
-        return self._key_id
-
-    @property
-    def public_key(self) -> bytes:
-        """The 32-byte Ed25519 public key."""
-        return self._public_key
-
-    def verifier_key(self) -> str:
-        """The published verifier key ``<name>+<8 hex key id>+<base64(0x04 || public key)>``."""
-        return format_verifier_key(self._name, SIG_TYPE_COSIGNATURE_V1, self._public_key)
+    SIG_TYPE: ClassVar[int] = SIG_TYPE_COSIGNATURE_V1
+    NAME_WHAT: ClassVar[str] = "witness name"
+    KEY_WHAT: ClassVar[str] = "witness key"
 
     def verifier(self) -> CosignatureVerifier:
         """The verifier for this key."""
@@ -228,9 +198,6 @@ class CosignatureSigner:
             key_id=self._key_id,
             signature=timestamp.to_bytes(TIMESTAMP_SIZE, "big") + signature,
         )
-
-    def __repr__(self) -> str:
-        return f"CosignatureSigner({self._name!r}, key_id={self._key_id.hex()})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NewType, Protocol
+from typing import ClassVar, NewType, Protocol, Self
 
 import nacl.exceptions
 import nacl.signing
@@ -183,32 +183,36 @@ def signing_key_from(key: nacl.signing.SigningKey | bytes, *, what: str = "signi
     raise NoteError(f"{what} must be a nacl SigningKey or a {ED25519_SEED_SIZE}-byte seed, found {found}")
 
 
-class NoteSigner:
-    """An Ed25519 note key (signature type 0x01) that signs note texts."""
+class Ed25519SigningKey:
+    """An Ed25519 signing key bound to a key name, for one signature type (notes 0x01, cosignatures 0x04)."""
 
     __slots__ = ("_key", "_key_id", "_name", "_public_key")
 
+    SIG_TYPE: ClassVar[int] = SIG_TYPE_ED25519
+    NAME_WHAT: ClassVar[str] = "key name"
+    KEY_WHAT: ClassVar[str] = "signing key"
+
     def __init__(self, name: str, key: nacl.signing.SigningKey | bytes) -> None:
         """Bind `key` (a nacl SigningKey or a 32-byte seed) to the key name `name`."""
-        check_key_name(name)
+        check_key_name(name, what=self.NAME_WHAT)
         self._name = name
-        self._key = signing_key_from(key)
+        self._key = signing_key_from(key, what=self.KEY_WHAT)
         self._public_key = bytes(self._key.verify_key)
-        self._key_id = compute_key_id(name, SIG_TYPE_ED25519, self._public_key)
+        self._key_id = compute_key_id(name, self.SIG_TYPE, self._public_key)
 
     @classmethod
-    def generate(cls, name: str) -> NoteSigner:
+    def generate(cls, name: str) -> Self:
         """A signer with a fresh random key."""
         return cls(name, nacl.signing.SigningKey.generate())
 
     @property
     def name(self) -> str:
-        """The key name."""
+        """The key name written in signature lines."""
         return self._name
 
     @property
     def key_id(self) -> KeyId:
-        """SHA-256(name || 0x0A || 0x01 || public key)[:4]."""
+        """SHA-256(name || 0x0A || signature type || public key)[:4]."""
         return self._key_id
 
     @property
@@ -217,8 +221,17 @@ class NoteSigner:
         return self._public_key
 
     def verifier_key(self) -> str:
-        """The published verifier key ``<name>+<8 hex key id>+<base64(0x01 || public key)>``."""
-        return format_verifier_key(self._name, SIG_TYPE_ED25519, self._public_key)
+        """The published verifier key ``<name>+<8 hex key id>+<base64(type || public key)>``."""
+        return format_verifier_key(self._name, self.SIG_TYPE, self._public_key)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._name!r}, key_id={self._key_id.hex()})"
+
+
+class NoteSigner(Ed25519SigningKey):
+    """An Ed25519 note key (signature type 0x01) that signs note texts."""
+
+    __slots__ = ()
 
     def verifier(self) -> NoteVerifier:
         """The verifier for this key."""
@@ -227,9 +240,6 @@ class NoteSigner:
     def sign(self, text: str) -> bytes:
         """The 64-byte Ed25519 signature of the UTF-8 bytes of `text`."""
         return self._key.sign(_utf8(text, what="note text")).signature
-
-    def __repr__(self) -> str:
-        return f"NoteSigner({self._name!r}, key_id={self._key_id.hex()})"
 
 
 @dataclass(frozen=True, slots=True)
