@@ -17,7 +17,8 @@ state and a bounded window of nonces, and reports every finding with the entry i
 (6) roles: the actor was active and had the role the transaction kind needs;
 (7) replay: applying every entry to a fresh state passes every rule, and every invariant of SPEC
     section 3 holds at the end;
-(8) projections: the database's projection tables equal the replayed state, row for row.
+(8) projections: the database's projection tables equal the replayed state, row for row, and its
+    unit movements (the serials' histories) equal those the replay derives, entry by entry.
 """
 
 from __future__ import annotations
@@ -37,11 +38,12 @@ from ledger.checkpoint import open_checkpoint
 from ledger.encoding import b64encode
 from ledger.errors import EncodingError, LedgerError, NoteError, ProofError, RuleViolation
 from ledger.heap import HeapSettler
+from ledger.history import Movement, movement_row, movements
 from ledger.invariants import Finding, check_all
 from ledger.log import GENESIS_CHAIN, ChainHash, StoredEntry, chain_hash, decode_entry
 from ledger.merkle import Frontier, Hash, NodeReader, consistency_proof, leaf_hash, verify_consistency
 from ledger.note import NoteVerifier
-from ledger.state import RECORD_TYPES, State
+from ledger.state import RECORD_TYPES, Outcome, State
 from ledger.storage.tables import record_row
 from ledger.transactions import RegistryGenesis, TransactionBody, signing_message
 
@@ -73,6 +75,9 @@ class AuditSource(Protocol):
 
     def projection_rows(self, table: str) -> Iterator[dict[str, Any]] | None:
         """Rows of a projection table, if the source has them (used for step 8)."""
+
+    def movement_rows(self) -> Iterator[dict[str, Any]] | None:
+        """The stored unit movements in (entry, batch, first) order, if the source has them (step 8)."""
 
 
 @dataclass(slots=True)
@@ -204,6 +209,8 @@ def audit(
     if workers is None:
         workers = os.cpu_count() or 1
     checker = _SignatureChecker(report, workers)
+    stored_moves = source.movement_rows()
+    moves = None if stored_moves is None else _MovementCheck(stored_moves, report)
     heap = HeapSettler(every=100_000)
     try:
         for stored in source.entries():
@@ -238,10 +245,14 @@ def audit(
             # reported once, at that entry, and not again at every entry after it.
             altered = stored.chain_hash != computed_chain and stored.leaf_hash != leaf
             running_chain = ChainHash(stored.chain_hash) if altered else computed_chain
+            applied = None
             if entry is None:
                 state.skip(index)
             else:
-                _replay(entry, index, state, report, checker, verifier)
+                applied = _replay(entry, index, state, report, checker, verifier)
+            if moves is not None:
+                # (8) the serials' histories, entry by entry, so memory stays flat whatever the log's length
+                moves.expect(index, [] if applied is None else movements(index, *applied))
                 if index == 0 and verifier is None and state.registry_vkey is not None:
                     verifier = _verifier(state.registry_vkey, report)
             while pending_cps and pending_cps[0].size == report.entries:
@@ -271,6 +282,8 @@ def audit(
         report.add("invariants", finding.message, finding.index)
     # (8) projection tables equal the replay
     _check_projections(source, state, report)
+    if moves is not None:
+        moves.finish()
     return report
 
 
@@ -289,12 +302,13 @@ def _replay(
     report: AuditReport,
     checker: _SignatureChecker,
     verifier: NoteVerifier | None,
-) -> None:
+) -> tuple[str, Outcome] | None:
+    """Steps (5) to (7) for one decoded entry: its actor and outcome, or None when it could not be applied."""
     try:
         body = TransactionBody.model_validate_json(entry.body_bytes)
     except ValidationError as exc:
         report.add("encoding", f"transaction does not parse: {exc.errors()[0]['msg']}", index)
-        return
+        return None
     if index == 0 and isinstance(body.payload, RegistryGenesis) and verifier is not None:
         if body.payload.registry_vkey != verifier.verifier_key():
             report.add(
@@ -310,21 +324,23 @@ def _replay(
     except RuleViolation as exc:
         report.add("roles" if exc.code in ("forbidden", "actor_suspended") else "keys", exc.message, index)
         state.skip(index)
-        return
+        return None
     except LedgerError as exc:
         report.add("keys", str(exc), index)
         state.skip(index)
-        return
+        return None
     if key.raw != entry.public_key:
         report.add("signatures", f"entry carries a public key other than the registered key {key.key_id}", index)
     checker.add(index, key.raw, signing_message(entry.body_bytes), entry.signature)
     # (7) the state machine
+    outcome = None
     try:
-        state.apply(body, index=index, accepted_at=entry.accepted_at)
+        outcome = state.apply(body, index=index, accepted_at=entry.accepted_at)
     except RuleViolation as exc:
         report.add("replay", f"{exc.code}: {exc.message}", index)
         state.skip(index)
     state.dirty.clear()
+    return None if outcome is None else (body.actor, outcome)
 
 
 def _check_checkpoint(
@@ -403,6 +419,55 @@ def _check_projections(source: AuditSource, state: State, report: AuditReport) -
         expected_count = sum(1 for _ in state.records(record_type.TABLE))
         if seen != expected_count:
             report.add("projections", f"{record_type.TABLE} has {seen} rows, the replayed state has {expected_count}")
+
+
+class _MovementCheck:
+    """Compares the stored unit movements with the replay's, streaming both in entry order.
+
+    Like the projection findings, these name no entry index: the table is what is wrong, not the log.
+    """
+
+    def __init__(self, stored: Iterator[dict[str, Any]], report: AuditReport) -> None:
+        self._stored = stored
+        self._report = report
+        self._next: dict[str, Any] | None = next(stored, None)
+        report.projections_checked = True
+
+    def expect(self, index: int, expected: list[Movement]) -> None:
+        """The movements the replay derived for entry `index`: the stored ones must be the same."""
+        stored: list[dict[str, Any]] = []
+        while self._next is not None and self._next["entry"] <= index:
+            if self._next["entry"] < index:
+                self._orphan(self._next)
+            else:
+                stored.append(self._next)
+            self._next = next(self._stored, None)
+        wanted = [movement_row(m) for m in expected]
+        if [_normalise(r) for r in stored] != wanted:
+            self._report.add(
+                "projections",
+                f"unit_movements of entry {index} differ from the log: stored {_describe(stored)}, "
+                f"the entry gives {_describe(wanted)}",
+            )
+
+    def finish(self) -> None:
+        """Rows left over name entries the log does not have."""
+        while self._next is not None:
+            self._orphan(self._next)
+            self._next = next(self._stored, None)
+
+    def _orphan(self, row: dict[str, Any]) -> None:
+        self._report.add(
+            "projections", f"unit_movements row {_describe([row])} names entry {row['entry']}, which moved nothing"
+        )
+
+
+def _describe(rows: Sequence[Mapping[str, Any]]) -> str:
+    if not rows:
+        return "nothing"
+    return "; ".join(
+        f"{r['action']} {r['batch_id']} {r['first']}-{r['last']} {r['from_holder']}->{r['to_holder']}" for r in rows
+    )
 
 
 def _record_entry(record: Any) -> int | None:

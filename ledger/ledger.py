@@ -3,7 +3,7 @@
 `Ledger.submit` takes a batch of signed transactions and, in ONE database transaction holding the
 log's write lock: catches its in-memory `State` up with entries other processes appended; for each
 transaction checks replay, authorisation (invariant 5), the signature and every rule; appends the
-accepted ones as entries with their Merkle nodes and projection rows; checks that the new tree
+accepted ones as entries with their Merkle nodes, unit movements and projection rows; checks that the new tree
 extends the last signed checkpoint; signs and stores one checkpoint for the batch (compare-and-swap
 on its size); and commits. Receipts are returned only after the commit, so every receipt's
 checkpoint is durable. A transaction refused by a rule yields a `RuleViolation` in its slot and
@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine
 from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.errors import ConflictError, EncodingError, IntegrityError, RuleViolation, SignatureError
 from ledger.heap import HeapSettler
+from ledger.history import Movement, movements
 from ledger.invariants import check_blocks_around, check_claims
 from ledger.keys import PrivateKey
 from ledger.log import GENESIS_CHAIN, Entry, StoredEntry, decode_entry, seal
@@ -123,6 +124,7 @@ class Ledger:
         results: list[Any] = []
         sealed: list[tuple[StoredEntry, store.EntryMeta]] = []
         nodes = []
+        moves: list[Movement] = []
         seen: dict[tuple[str, str], tuple[bytes, int]] = {}
         last = state.last_time
         for tx in txs:
@@ -159,6 +161,7 @@ class Ledger:
                 results.append(exc)
                 continue
             self._check_invariants(state, outcome)
+            moves.extend(movements(index, tx.body.actor, outcome))
             entry = Entry(index, accepted_at, prev, signer_key.raw, tx.signature, tx.body_bytes)
             sealed_entry = seal(entry)
             prev = sealed_entry.chain_hash
@@ -173,6 +176,7 @@ class Ledger:
         self._heap.grew(len(sealed))
         store.insert_entries(conn, sealed)
         store.insert_nodes(conn, nodes)
+        store.insert_movements(conn, moves)
         memory.put_nodes(nodes)
         store.write_projections(conn, state)
         if origin is None and state.origin is not None:

@@ -1244,7 +1244,7 @@ def _cancel(ctx: _Context) -> Outcome:
     moved = _move(ctx, picks, state="cancelled", holder=p.holder, ref=cid)
     quantity = sum(part.quantity for _, part in picks)
     ctx.put(Cancellation(cid, p.holder, quantity, tuple(moved), p.reason_code.value, p.reason, ctx.index, ctx.when))
-    return Outcome(p.kind, {"cancellation_id": cid, "quantity": quantity, "blocks": moved})
+    return Outcome(p.kind, {"cancellation_id": cid, "holder": p.holder, "quantity": quantity, "blocks": moved})
 
 
 def _freeze(ctx: _Context) -> Outcome:

@@ -22,6 +22,7 @@ from registry import health
 from registry.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
 from registry.log import api as log_api
 from registry.public import api as public_api
+from registry.serials import api as serials_api
 from registry.settings import Settings
 from registry.transactions import api as transactions_api
 from registry.transactions.schemas import request_body_schemas
@@ -131,4 +132,5 @@ def create_app(settings: Settings, *, engine: Engine | None = None, ledger: Ledg
     app.include_router(log_api.router)
     app.include_router(transactions_api.router)
     app.include_router(public_api.router)
+    app.include_router(serials_api.router)
     return app

@@ -55,3 +55,9 @@ class DatabaseSource:
         if not self._with_projections:
             return None
         return store.iter_projection_rows(self.conn, table)
+
+    def movement_rows(self) -> Iterator[dict[str, Any]] | None:
+        """The stored unit movements in entry order, or None when projections are not audited."""
+        if not self._with_projections:
+            return None
+        return store.iter_movement_rows(self.conn)

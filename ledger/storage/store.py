@@ -11,6 +11,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from ledger.errors import ConflictError, ProofError
+from ledger.history import Movement, movement_row
 from ledger.log import StoredEntry
 from ledger.merkle import Hash, NodeId
 from ledger.state import RECORD_TYPES, State
@@ -22,6 +23,7 @@ from ledger.storage.tables import (
     merkle_nodes,
     record_row,
     registry_meta,
+    unit_movements,
 )
 
 
@@ -236,6 +238,45 @@ def cosignature_lines(conn: Connection, size: int) -> list[str]:
     """The cosignature lines stored for the checkpoint of this size, by witness name."""
     rows = conn.execute(select(cosignatures.c.line).where(cosignatures.c.size == size).order_by(cosignatures.c.witness))
     return [r.line for r in rows]
+
+
+# --- unit movements ----------------------------------------------------------------------------------------
+
+
+def insert_movements(conn: Connection, moves: Sequence[Movement]) -> None:
+    """Store the movements of newly appended entries (one statement for the batch)."""
+    if moves:
+        conn.execute(insert(unit_movements), [movement_row(m) for m in moves])
+
+
+def movements_of_serials(conn: Connection, batch: str, first: int, last: int) -> list[dict[str, Any]]:
+    """Every movement that touched a serial in ``first..last`` of `batch`, oldest entry first.
+
+    Each row carries the entry's acceptance time (``accepted_at``).
+    """
+    query = (
+        select(unit_movements, log_entries.c.accepted_at)
+        .join(log_entries, log_entries.c.idx == unit_movements.c.entry)
+        .where(unit_movements.c.batch_id == batch, unit_movements.c.first <= last, unit_movements.c.last >= first)
+        .order_by(unit_movements.c.entry, unit_movements.c.first)
+    )
+    return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def iter_movement_rows(conn: Connection, *, chunk: int = 2000) -> Iterator[dict[str, Any]]:
+    """Every stored movement in (entry, batch, first) order, read a range of entries at a time."""
+    top = conn.execute(select(func.max(unit_movements.c.entry))).scalar_one_or_none()
+    if top is None:
+        return
+    order = (unit_movements.c.entry, unit_movements.c.batch_id, unit_movements.c.first)
+    for start in range(0, int(top) + 1, chunk):
+        rows = conn.execute(
+            select(unit_movements)
+            .where(unit_movements.c.entry >= start, unit_movements.c.entry < start + chunk)
+            .order_by(*order)
+        )
+        for row in rows:
+            yield dict(row._mapping)
 
 
 # --- projections -------------------------------------------------------------------------------------------

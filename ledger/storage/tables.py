@@ -83,7 +83,27 @@ cosignatures = Table(
     PrimaryKeyConstraint("size", "witness"),
 )
 
-APPEND_ONLY_TABLES = ("log_entries", "merkle_nodes", "checkpoints", "cosignatures")
+# What each entry did to which serial blocks (`ledger.history`): derived from the log like the projections,
+# but only ever appended, so the database guards it like the log.
+unit_movements = Table(
+    "unit_movements",
+    metadata,
+    Column("entry", BigInteger, nullable=False, autoincrement=False),
+    Column("batch_id", Text, nullable=False),
+    Column("first", BigInteger, nullable=False, autoincrement=False),
+    Column("last", BigInteger, nullable=False, autoincrement=False),
+    Column("action", Text, nullable=False),
+    Column("from_holder", Text, nullable=True),
+    Column("to_holder", Text, nullable=True),
+    Column("ref", Text, nullable=True),
+    PrimaryKeyConstraint("entry", "batch_id", "first"),
+    # A serial's history: the movements of its batch around it. An account's: where it sent or received.
+    Index("ix_unit_movements_batch_first", "batch_id", "first"),
+    Index("ix_unit_movements_from_holder", "from_holder", "entry"),
+    Index("ix_unit_movements_to_holder", "to_holder", "entry"),
+)
+
+APPEND_ONLY_TABLES = ("log_entries", "merkle_nodes", "checkpoints", "cosignatures", "unit_movements")
 
 
 def _column_type(hint: Any) -> tuple[TypeEngine[Any] | type[TypeEngine[Any]], bool]:

@@ -14,7 +14,7 @@ from ledger.errors import StorageError
 from ledger.ledger import Ledger
 from ledger.storage import schema
 from ledger.storage.engine import is_sqlite, make_engine
-from ledger.storage.tables import metadata
+from ledger.storage.tables import APPEND_ONLY_TABLES, metadata
 from ledger.transactions import Role
 from tests.conftest import Story
 
@@ -99,14 +99,16 @@ CHANGES = {
     "log_entries": ("UPDATE log_entries SET actor = 'mallory'", "DELETE FROM log_entries"),
     "merkle_nodes": ("UPDATE merkle_nodes SET hash = :zero", "DELETE FROM merkle_nodes"),
     "checkpoints": ("UPDATE checkpoints SET note = :zero", "DELETE FROM checkpoints"),
+    "unit_movements": ("UPDATE unit_movements SET to_holder = 'mallory'", "DELETE FROM unit_movements"),
 }
 
 
 @pytest.mark.parametrize("table", sorted(CHANGES))
 @pytest.mark.parametrize("action", ["update", "delete"])
 def test_log_tables_refuse_update_and_delete(story: Story, table: str, action: str) -> None:
-    # Entry 0 and its checkpoint exist; one more entry gives the tree an interior node.
+    # Entry 0 and its checkpoint exist; more entries give the tree interior nodes and move units.
     story.world.register("buyer2", [Role.ACCOUNT_HOLDER])
+    story.world.issued_batch(story.world.registered_project(), 2023, 10, 10)
     story.sync()
     ledger = story.ledger
     statement = CHANGES[table][0 if action == "update" else 1]
@@ -129,7 +131,7 @@ def test_cosignatures_refuse_update_and_delete(engine: Engine) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("databases", ["postgres"], indirect=True)
-@pytest.mark.parametrize("table", ["log_entries", "merkle_nodes", "checkpoints", "cosignatures"])
+@pytest.mark.parametrize("table", APPEND_ONLY_TABLES)
 def test_postgres_log_tables_refuse_truncate(ledger: Ledger, table: str) -> None:
     assert not is_sqlite(ledger.engine)
     with pytest.raises(DBAPIError, match="append-only"), ledger.engine.begin() as conn:

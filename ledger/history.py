@@ -1,0 +1,88 @@
+"""The lifecycle of serials: what each entry did to which serial blocks.
+
+Holdings (`ledger.state.Block`) say where units are now; a serial's history says how they got
+there. Every entry that issues, transfers, retires, cancels or claims units yields one `Movement`
+per serial block it touched. Like the projections, movements are derived from the log alone
+(`movements` is a pure function of an entry's outcome), so the write path stores them beside the
+entry and the audit recomputes them and compares, entry by entry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ledger.serials import parse_block
+from ledger.state import Outcome
+
+# What a kind of entry does to the blocks in its outcome, and which outcome field names the record.
+_ACTIONS: dict[str, tuple[str, str]] = {
+    "issuance.issue": ("issued", "batch_id"),
+    "units.transfer": ("transferred", ""),
+    "units.retire": ("retired", "retirement_id"),
+    "units.cancel": ("cancelled", "cancellation_id"),
+    "claim.issue": ("claimed", "claim_id"),
+}
+ACTIONS: tuple[str, ...] = tuple(action for action, _ in _ACTIONS.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    """Serials ``first..last`` of one batch, and what entry ``entry`` did to them.
+
+    ``from_holder`` held them before (None for an issuance); ``to_holder`` holds them after (None
+    once they are retired, cancelled or claimed, which are terminal); ``ref`` names the batch,
+    retirement, cancellation or claim the entry created.
+    """
+
+    TABLE: ClassVar[str] = "unit_movements"
+    KEY: ClassVar[tuple[str, ...]] = ("entry", "batch_id", "first")
+    entry: int
+    batch_id: str
+    first: int
+    last: int
+    action: str
+    from_holder: str | None
+    to_holder: str | None
+    ref: str | None
+
+
+def movements(index: int, actor: str, outcome: Outcome) -> list[Movement]:
+    """The movements of entry `index`, signed by `actor`, whose application gave `outcome`."""
+    known = _ACTIONS.get(outcome.kind)
+    if known is None:
+        return []
+    action, ref_field = known
+    details = outcome.details
+    ref = details.get(ref_field) if ref_field else None
+    holder_before, holder_after = _holders(outcome.kind, actor, details)
+    moved = []
+    for text in details.get("blocks", []):
+        rng = parse_block(text)
+        moved.append(Movement(index, rng.batch_id, rng.first, rng.last, action, holder_before, holder_after, ref))
+    moved.sort(key=lambda m: (m.batch_id, m.first))
+    return moved
+
+
+def _holders(kind: str, actor: str, details: dict[str, Any]) -> tuple[str | None, str | None]:
+    if kind == "issuance.issue":
+        return None, details["holder"]
+    if kind == "units.transfer":
+        return details["from"], details["to"]
+    if kind == "units.cancel":
+        return details["holder"], None
+    return actor, None  # retired or claimed by their holder
+
+
+def movement_row(movement: Movement) -> dict[str, Any]:
+    """A movement as a row of the ``unit_movements`` table."""
+    return {
+        "entry": movement.entry,
+        "batch_id": movement.batch_id,
+        "first": movement.first,
+        "last": movement.last,
+        "action": movement.action,
+        "from_holder": movement.from_holder,
+        "to_holder": movement.to_holder,
+        "ref": movement.ref,
+    }

@@ -1,0 +1,73 @@
+"""A serial's history: the batch it belongs to, the blocks that hold it now, and every movement of it."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, select
+
+from ledger.errors import EncodingError
+from ledger.serials import SerialRange, parse_block, parse_serial
+from ledger.storage import store
+from ledger.storage.tables import PROJECTIONS
+from registry.errors import BadRequest, NotFound
+from registry.public import repository
+from registry.public.schemas import BatchOut, BlockOut
+from registry.serials.schemas import MovementOut, SerialHistory
+
+
+def parse(text: str) -> SerialRange:
+    """One serial (``CDCER-P0007-2023-001-000042``) or a block (``…-000001-000500``) as a range."""
+    try:
+        batch, number = parse_serial(text)
+        return SerialRange(batch, number, number)
+    except EncodingError:
+        pass
+    try:
+        return parse_block(text)
+    except EncodingError:
+        raise BadRequest(
+            f"{text!r} is neither a serial (CDCER-<project>-<vintage>-<batch>-<serial>, e.g. "
+            "CDCER-P0007-2023-001-000042) nor a serial block (e.g. CDCER-P0007-2023-001-000001-000500)",
+            "invalid-serial",
+        ) from None
+
+
+def history(conn: Connection, text: str) -> SerialHistory:
+    """The history of the serials `text` names; NotFound when its batch or serial numbers do not exist."""
+    serials = parse(text)
+    batch = repository.get(conn, "batches", [serials.batch_id])
+    if batch is None:
+        raise NotFound(f"no batch {serials.batch_id!r} has been issued; list batches at /v1/batches", "batch-not-found")
+    if serials.last > batch["quantity"]:
+        raise NotFound(
+            f"batch {serials.batch_id} holds serials 1 to {batch['quantity']}; {text} lies beyond them",
+            "serial-not-found",
+        )
+    blocks = PROJECTIONS["unit_blocks"]
+    current = conn.execute(
+        select(blocks)
+        .where(blocks.c.batch_id == serials.batch_id, blocks.c.first <= serials.last, blocks.c.last >= serials.first)
+        .order_by(blocks.c.first)
+    )
+    moves = store.movements_of_serials(conn, serials.batch_id, serials.first, serials.last)
+    return SerialHistory(
+        serial=text,
+        first=serials.first,
+        last=serials.last,
+        batch=BatchOut.model_validate(batch),
+        blocks=[BlockOut.of(dict(row._mapping)) for row in current],
+        history=[_movement(row) for row in moves],
+    )
+
+
+def _movement(row: dict[str, object]) -> MovementOut:
+    moved = SerialRange(str(row["batch_id"]), int(str(row["first"])), int(str(row["last"])))
+    return MovementOut(
+        entry=int(str(row["entry"])),
+        time=str(row["accepted_at"]),
+        action=str(row["action"]),
+        block=str(moved),
+        quantity=moved.quantity,
+        from_holder=None if row["from_holder"] is None else str(row["from_holder"]),
+        to_holder=None if row["to_holder"] is None else str(row["to_holder"]),
+        ref=None if row["ref"] is None else str(row["ref"]),
+    )
