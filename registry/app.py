@@ -19,6 +19,7 @@ from ledger.note import NoteSigner
 from ledger.storage import store
 from ledger.storage.engine import make_engine, read_transaction
 from registry import health
+from registry.accounts import api as accounts_api
 from registry.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
 from registry.log import api as log_api
 from registry.public import api as public_api
@@ -133,4 +134,5 @@ def create_app(settings: Settings, *, engine: Engine | None = None, ledger: Ledg
     app.include_router(transactions_api.router)
     app.include_router(public_api.router)
     app.include_router(serials_api.router)
+    app.include_router(accounts_api.router)
     return app

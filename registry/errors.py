@@ -28,12 +28,15 @@ class ProblemDetails(BaseModel):
 class RegistryError(Exception):
     """An error a route returns to the client as a problem details document."""
 
-    def __init__(self, status: int, title: str, detail: str, type_suffix: str) -> None:
+    def __init__(
+        self, status: int, title: str, detail: str, type_suffix: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.title = title
         self.detail = detail
         self.type_suffix = type_suffix
+        self.headers = headers or {}
 
     def problem(self) -> ProblemDetails:
         return ProblemDetails(
@@ -51,6 +54,18 @@ class BadRequest(RegistryError):
         super().__init__(400, "Bad request", detail, type_suffix)
 
 
+class Unauthorized(RegistryError):
+    """The request must be signed (RFC 9421); `accept_signature` tells the client how."""
+
+    def __init__(self, detail: str, accept_signature: str, type_suffix: str = "signature-required") -> None:
+        super().__init__(401, "Unauthorized", detail, type_suffix, {"Accept-Signature": accept_signature})
+
+
+class Forbidden(RegistryError):
+    def __init__(self, detail: str, type_suffix: str = "forbidden") -> None:
+        super().__init__(403, "Forbidden", detail, type_suffix)
+
+
 class ServiceUnavailable(RegistryError):
     def __init__(self, detail: str, type_suffix: str = "service-unavailable") -> None:
         super().__init__(503, "Service unavailable", detail, type_suffix)
@@ -58,6 +73,7 @@ class ServiceUnavailable(RegistryError):
 
 _TITLES = {
     400: "Bad request",
+    401: "Unauthorized",
     403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
@@ -89,7 +105,9 @@ def _slug(title: str) -> str:
 
 async def _registry_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RegistryError)
-    return problem_response(exc.problem())
+    response = problem_response(exc.problem())
+    response.headers.update(exc.headers)
+    return response
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -32,7 +32,11 @@ def encode_cursor(key: Sequence[Any]) -> str:
 
 def decode_cursor(cursor: str, table: str) -> list[Any]:
     """The primary key a cursor of `table` carries; BadRequest for anything this API did not hand out."""
-    types = repository.key_types(table)
+    return decode_key(cursor, repository.key_types(table))
+
+
+def decode_key(cursor: str, types: Sequence[type]) -> list[Any]:
+    """The key a cursor carries, one value of each of `types`; BadRequest for anything else."""
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError):

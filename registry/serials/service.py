@@ -55,11 +55,12 @@ def history(conn: Connection, text: str) -> SerialHistory:
         last=serials.last,
         batch=BatchOut.model_validate(batch),
         blocks=[BlockOut.of(dict(row._mapping)) for row in current],
-        history=[_movement(row) for row in moves],
+        history=[movement_out(row) for row in moves],
     )
 
 
-def _movement(row: dict[str, object]) -> MovementOut:
+def movement_out(row: dict[str, object]) -> MovementOut:
+    """A stored movement (with its entry's ``accepted_at``) as the API shows it."""
     moved = SerialRange(str(row["batch_id"]), int(str(row["first"])), int(str(row["last"])))
     return MovementOut(
         entry=int(str(row["entry"])),
