@@ -130,6 +130,7 @@ def serve(
         fail(str(exc), EXIT_USAGE)
     err.print(f"serving {database} on http://{host}:{port} (API docs: http://{host}:{port}/docs)")
     try:
-        uvicorn.run("registry.main:app", host=host, port=port, workers=workers, log_level="info")
+        # registry.access_log writes one JSON line per request; uvicorn's own access log would repeat it.
+        uvicorn.run("registry.main:app", host=host, port=port, workers=workers, log_level="info", access_log=False)
     except OSError as exc:
         fail(f"cannot serve on {host}:{port}: {exc}", EXIT_OPERATIONAL)

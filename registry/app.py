@@ -18,9 +18,10 @@ from ledger.ledger import Ledger
 from ledger.note import NoteSigner
 from ledger.storage import store
 from ledger.storage.engine import make_engine, read_transaction
-from registry import health
+from registry import access_log, health, metrics
 from registry.accounts import api as accounts_api
 from registry.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
+from registry.exports import api as exports_api
 from registry.log import api as log_api
 from registry.public import api as public_api
 from registry.serials import api as serials_api
@@ -129,10 +130,15 @@ def create_app(settings: Settings, *, engine: Engine | None = None, ledger: Ledg
     app.state.sequencer = None  # started by the lifespan
     app.extra_schemas = request_body_schemas()
     install_error_handlers(app)
+    app.state.metrics = metrics.Metrics(engine)
+    app.add_middleware(metrics.MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(access_log.AccessLogMiddleware)  # outermost: logs what the client got
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(log_api.router)
     app.include_router(transactions_api.router)
     app.include_router(public_api.router)
+    app.include_router(exports_api.router)
     app.include_router(serials_api.router)
     app.include_router(accounts_api.router)
     return app
