@@ -32,9 +32,17 @@ typecheck: install
 pytest: install
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 
-# Creates a development registry in data/ on first run (plain key files: development only), then serves it.
+# Creates a development registry in data/ on first run (plain key files: development only) and fills it
+# with the demo (participants' keys in data/demo-keys/), then serves it.
 run: install
 	@[ -f data/registry-log.key ] || $(BIN)/cdcer init --plain-keys
+	@[ -d data/demo-keys ] || $(BIN)/cdcer demo
+	@echo "Where to look, once it serves:"
+	@echo "  API docs          http://127.0.0.1:8000/docs"
+	@echo "  signed checkpoint http://127.0.0.1:8000/v1/log/checkpoint"
+	@echo "  verifier key      http://127.0.0.1:8000/v1/log/vkey"
+	@echo "  projects, claims  http://127.0.0.1:8000/v1/projects  http://127.0.0.1:8000/v1/claims"
+	@echo "  data folder       data/ (registry.db, the log and authority keys; demo participants' keys in data/demo-keys/)"
 	$(BIN)/cdcer serve
 
 bench-ledger: install

@@ -6,7 +6,7 @@ from importlib.metadata import version as dist_version
 
 import typer
 
-from cli import audit, registry
+from cli import audit, demo, registry
 
 app = typer.Typer(
     name="cdcer",
@@ -17,6 +17,7 @@ app = typer.Typer(
 app.add_typer(audit.app, name="audit")
 app.command("init")(registry.init)
 app.command("serve")(registry.serve)
+app.command("demo")(demo.demo)
 
 
 @app.command("version")
