@@ -59,3 +59,7 @@ class StorageError(LedgerError):
 
 class ConflictError(StorageError):
     """Another process changed the log first (e.g. a checkpoint of that size already exists)."""
+
+
+class CertificateError(LedgerError):
+    """A retirement or claim certificate that is malformed or does not verify offline."""

@@ -20,6 +20,7 @@ from ledger.storage import store
 from ledger.storage.engine import make_engine, read_transaction
 from registry import access_log, health, metrics
 from registry.accounts import api as accounts_api
+from registry.certificates import api as certificates_api
 from registry.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
 from registry.exports import api as exports_api
 from registry.log import api as log_api
@@ -141,4 +142,5 @@ def create_app(settings: Settings, *, engine: Engine | None = None, ledger: Ledg
     app.include_router(exports_api.router)
     app.include_router(serials_api.router)
     app.include_router(accounts_api.router)
+    app.include_router(certificates_api.router)
     return app

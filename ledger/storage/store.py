@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import typing
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
@@ -320,3 +323,59 @@ def iter_projection_rows(conn: Connection, table_name: str) -> Iterator[dict[str
 def projection_key(table_name: str, row: Mapping[str, Any]) -> tuple[Any, ...]:
     """The primary key of a projection row."""
     return tuple(row[name] for name in _key_names(table_name))
+
+
+# --- reads for certificates ----------------------------------------------------------------------------
+
+_R = TypeVar("_R")
+
+
+def get_record(conn: Connection, record_type: type[_R], key: Sequence[Any]) -> _R | None:
+    """One projection row as its `ledger.state` record (JSON-text columns back to tuples), or None."""
+    table = PROJECTIONS[getattr(record_type, "TABLE")]  # noqa: B009 - a ClassVar that mypy cannot see on type[_R]
+    names = _key_names(table.name)
+    row = conn.execute(
+        select(table).where(*(table.c[name] == value for name, value in zip(names, key, strict=True)))
+    ).first()
+    if row is None:
+        return None
+    hints = typing.get_type_hints(record_type)
+    values = {}
+    for fld in dataclasses.fields(record_type):  # type: ignore[arg-type]  # records are dataclasses
+        value = row._mapping[fld.name]
+        if typing.get_origin(hints[fld.name]) is tuple and isinstance(value, str):
+            value = _tuples(json.loads(value))
+        values[fld.name] = value
+    return record_type(**values)
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(item) for item in value) if isinstance(value, list) else value
+
+
+def read_entries_at(conn: Connection, indexes: Iterable[int]) -> dict[int, StoredEntry]:
+    """The entries at these indexes (one query); indexes beyond the log are simply absent."""
+    wanted = sorted(set(indexes))
+    if not wanted:
+        return {}
+    rows = conn.execute(
+        select(log_entries.c.idx, log_entries.c.data, log_entries.c.leaf_hash, log_entries.c.chain_hash).where(
+            log_entries.c.idx.in_(wanted)
+        )
+    )
+    return {int(r.idx): StoredEntry(int(r.idx), bytes(r.data), bytes(r.leaf_hash), bytes(r.chain_hash)) for r in rows}
+
+
+def find_entries(conn: Connection, kind: str, *, start: int, stop: int, actor: str | None = None) -> list[StoredEntry]:
+    """Entries of one transaction kind (and actor, if given) with start <= index < stop, in order.
+
+    The index range keeps this a primary-key range scan: callers bound it by what they know (e.g. a
+    record's first and last entries), never the whole log.
+    """
+    query = select(log_entries.c.idx, log_entries.c.data, log_entries.c.leaf_hash, log_entries.c.chain_hash).where(
+        log_entries.c.idx >= start, log_entries.c.idx < stop, log_entries.c.kind == kind
+    )
+    if actor is not None:
+        query = query.where(log_entries.c.actor == actor)
+    rows = conn.execute(query.order_by(log_entries.c.idx))
+    return [StoredEntry(int(r.idx), bytes(r.data), bytes(r.leaf_hash), bytes(r.chain_hash)) for r in rows]
