@@ -107,7 +107,10 @@ def decode_entry(data: bytes, *, index: int | None = None) -> Entry:
     if not isinstance(value["transaction"], dict):
         raise EncodingError(f"{what}: transaction must be an object")
     # The document is canonical, so the transaction's canonical bytes sit verbatim before the suffix.
-    start = data.index(b'"transaction":') + len(b'"transaction":')
+    key = data.find(b'"transaction":')
+    if key < 0:  # the key was spelled with escapes: parseable JSON, but not the canonical form
+        raise EncodingError(f"{what}: bytes are not the entry's canonical encoding")
+    start = key + len(b'"transaction":')
     body_bytes = data[start : len(data) - len(_SUFFIX)]
     entry = Entry(
         index=value["index"],

@@ -288,6 +288,8 @@ def test_messages_name_the_expected_index() -> None:
         (b'"report_id":"MR0003"', b'"report_id":"MR\xff0003"', "^entry: not UTF-8"),
         (b"MR0003", b"MR\xed\xa0\x80", "^entry: not UTF-8"),
         (b',"v":1}', b',"v":1', "^entry: not valid JSON"),
+        # A key spelled with escapes parses to the same name but is not canonical (was a raw ValueError).
+        (b'"transaction":', b'"\\u0074ransaction":', "^entry: bytes are not the entry's canonical encoding$"),
     ],
 )
 def test_decode_entry_refuses_damaged_bytes(before: bytes, after: bytes, match: str) -> None:
