@@ -125,4 +125,3 @@ def test_openapi_declares_the_route_and_its_errors(client: TestClient) -> None:
     operation = client.get("/openapi.json").json()["paths"]["/v1/serials/{serial}"]["get"]
     assert {"200", "400", "404", "503"} <= set(operation["responses"])
     assert PROBLEM in operation["responses"]["404"]["content"]
-
