@@ -502,7 +502,21 @@ def body_from_json(value: Any, *, original: bytes | None = None) -> TransactionB
         body = TransactionBody.model_validate_json(data)
     except ValidationError as exc:
         raise EncodingError(f"transaction: {_describe(exc)}") from None
+    _refuse_nul(value)
     return body
+
+
+def _refuse_nul(value: Any) -> None:
+    """Refuse U+0000 in any string of a valid body: PostgreSQL text cannot hold it, so no registry may accept it."""
+    pending: list[tuple[str, Any]] = [("", value)]
+    while pending:  # a loop, not recursion: the value's depth is the client's choice
+        where, item = pending.pop()
+        if isinstance(item, str) and "\x00" in item:
+            raise EncodingError(f"transaction: {where or 'body'}: text must not contain the NUL character (U+0000)")
+        if isinstance(item, dict):
+            pending.extend((f"{where}.{key}" if where else str(key), sub) for key, sub in item.items())
+        elif isinstance(item, list):
+            pending.extend((f"{where}.{i}", sub) for i, sub in enumerate(item))
 
 
 def _describe(exc: ValidationError) -> str:

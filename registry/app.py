@@ -80,6 +80,9 @@ class RegistryApp(FastAPI):
                         # the note routes); errors are always problem details whatever the route returns.
                         if str(status)[0] in "45" and content:
                             problem = next(iter(content.values())).get("schema", {})
+                            if problem.get("$ref", "").endswith("/HTTPValidationError"):
+                                # FastAPI's own 422 for a route's parameters: our handler renders a problem.
+                                problem = {"$ref": "#/components/schemas/ProblemDetails"}
                             response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": problem}}
             self.openapi_schema = schema
         return self.openapi_schema

@@ -8,9 +8,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ledger.errors import StorageError
+from ledger.errors import IntegrityError, StorageError
 
 PROBLEM_TYPE_BASE = "https://cdcer.example/problems/"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -137,9 +138,30 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _storage_error(_request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc.__cause__, DataError):
+        # The database refused a value the request carries (PostgreSQL text cannot hold NUL, an integer
+        # beyond its range): that is for the client to correct, not a reason to retry later.
+        reason = str(exc.__cause__.orig).strip().splitlines()[0] if str(exc.__cause__.orig).strip() else "invalid"
+        detail = f"a parameter holds a value the registry cannot look up ({reason}); correct it"
+        return problem_response(
+            ProblemDetails(type=PROBLEM_TYPE_BASE + "invalid-value", title=_TITLES[422], status=422, detail=detail)
+        )
     # The database is unreachable or refused the query: the client may retry later.
     return problem_response(
         ProblemDetails(type=PROBLEM_TYPE_BASE + "storage-unavailable", title=_TITLES[503], status=503, detail=str(exc))
+    )
+
+
+async def _integrity_error(_request: Request, exc: Exception) -> JSONResponse:
+    # The registry's own stored log is damaged: the server's fault, said plainly, never a bare traceback.
+    return problem_response(
+        ProblemDetails(
+            type=PROBLEM_TYPE_BASE + "integrity-failure",
+            title=_TITLES[500],
+            status=500,
+            detail=f"the registry's stored log failed an integrity check ({exc}); its operator must run "
+            "`cdcer audit verify` and repair it before this can be answered",
+        )
     )
 
 
@@ -149,3 +171,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(StorageError, _storage_error)
+    app.add_exception_handler(IntegrityError, _integrity_error)

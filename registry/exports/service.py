@@ -186,15 +186,17 @@ class ExportStream:
         keys = repository.key_columns(table)
         with read_transaction(engine) as conn:
             self.log_size = store.log_size(conn)
+            # The first page is read before the first byte: a filter the database refuses (PostgreSQL text
+            # cannot hold NUL) is then a problem response, not a file cut short.
+            rows = repository.page(conn, table, where=where, after=None, limit=page_size)
             yield encode(export, self.format, [], header=True)
-            after: list[Any] | None = None
             while True:
-                rows = repository.page(conn, table, where=where, after=after, limit=page_size)
                 if rows:
                     yield encode(export, self.format, export.shape(conn, rows))
                 if len(rows) < page_size:
                     return
                 after = [rows[-1][c] for c in keys]
+                rows = repository.page(conn, table, where=where, after=after, limit=page_size)
 
     def __iter__(self) -> Iterator[bytes]:
         if self._first:

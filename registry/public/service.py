@@ -75,7 +75,10 @@ def time_window(table: str, column: str, since: datetime | None, until: datetime
 def _utc(value: datetime | None) -> str | None:
     if value is None:
         return None
-    return format_utc(value if value.tzinfo is not None else value.replace(tzinfo=UTC))
+    try:
+        return format_utc(value if value.tzinfo is not None else value.replace(tzinfo=UTC))
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00, which is in year 0 in UTC
+        raise BadRequest(f"time {value.isoformat()} is outside the years 1 to 9999 in UTC", "invalid-time") from None
 
 
 def one(conn: Connection, table: str, key: Sequence[Any], *, what: str, listing: str) -> Row:

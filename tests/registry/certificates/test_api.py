@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from ledger.certificate import ClaimStatement, RetirementStatement, build_certificate, verify_certificate
 from ledger.errors import CertificateError
@@ -15,6 +16,7 @@ from registry.app import create_app
 from registry.settings import Settings
 from tests.conftest import Story, log_signer
 from tests.ledger.scenario import ORIGIN, seeded_key
+from tests.ledger.test_audit import drop_triggers
 
 PROBLEM = "application/problem+json"
 ROUTES = {
@@ -118,3 +120,20 @@ def test_the_openapi_document_declares_the_routes_and_their_errors(client: TestC
         for status in errors:
             assert set(responses[status]["content"]) == {PROBLEM}, (path, status)
     assert "statement" in document["components"]["schemas"]["ClaimCertificate"]["properties"]
+
+
+def test_a_damaged_log_is_a_500_problem_not_a_traceback(client: TestClient, told: Story) -> None:
+    state = told.ledger.state()
+    (retirement,) = state.records("retirements")
+    engine = told.ledger.engine
+    drop_triggers(engine)
+    with engine.begin() as conn:
+        data = conn.execute(text("SELECT data FROM log_entries WHERE idx = :i"), {"i": retirement.entry}).scalar_one()
+        damaged = bytes(data).replace(b'"v":1}', b'"v":2}')
+        conn.execute(text("UPDATE log_entries SET data = :d WHERE idx = :i"), {"d": damaged, "i": retirement.entry})
+    response = client.get(f"/v1/retirements/{retirement.id}/certificate")
+    assert response.status_code == 500, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["type"].endswith("/integrity-failure")
+    assert "cdcer audit verify" in problem["detail"]
