@@ -476,9 +476,7 @@ class State:
                 f"nonce {body.nonce} of {body.actor} was already used in the last "
                 f"{int(2 * FRESHNESS.total_seconds() // 60)} minutes",
             )
-        if isinstance(body.payload, RegistryGenesis):
-            if index != 0:
-                raise RuleViolation("genesis_not_first", "registry.genesis is only valid as entry 0")
+        if isinstance(body.payload, RegistryGenesis) and index == 0:
             key = PublicKey.from_b64(body.payload.authority_public_key)
             if key.key_id != body.key_id:
                 raise RuleViolation("unknown_key", f"genesis names key {body.key_id} but carries {key.key_id}")
@@ -507,6 +505,8 @@ class State:
         if not self_revoke and not roles & {r.value for r in allowed}:
             needed = " or ".join(sorted(r.value for r in allowed))
             raise RuleViolation("forbidden", f"{body.kind} needs the role {needed}; {body.actor} has {sorted(roles)}")
+        if isinstance(body.payload, RegistryGenesis):  # an authority's, after the role check: others get forbidden
+            raise RuleViolation("genesis_not_first", "registry.genesis is only valid as entry 0")
         return PublicKey.from_b64(stored.public_key)
 
     def skip(self, index: int) -> None:

@@ -507,7 +507,10 @@ def test_genesis_is_refused_to_every_role_after_entry_zero(role_world: World, ro
         authority_name="Usurper",
         authority_public_key=seeded_key(_role_actor(role)).public_key.b64(),
     )
-    refuse(role_world, _role_actor(role), payload, "genesis_not_first", "only valid as entry 0")
+    if role is Role.AUTHORITY:
+        refuse(role_world, _role_actor(role), payload, "genesis_not_first", "only valid as entry 0")
+    else:  # the role check comes first, as for every other kind
+        refuse(role_world, _role_actor(role), payload, "forbidden", "registry.genesis needs the role authority")
 
 
 # --- freshness, replay, time (invariant 4) -----------------------------------------------------------------
