@@ -695,10 +695,7 @@ def _check_entry(item: CertificateEntry, leaf: bytes, origin: str) -> _Item:
         entry = decode_entry(leaf, index=item.index)
         body = entry.body()
     except EncodingError as exc:
-        raise CertificateError(f"{what}: {exc}") from None
-    except ValueError:
-        # decode_entry looks for the literal '"transaction":'; a key spelled with escapes parses but lacks it.
-        raise CertificateError(f"{what}: bytes are not an entry's canonical encoding") from None
+        raise CertificateError(f"{what}: {str(exc).removeprefix(f'entry {item.index}: ')}") from None
     if body.origin != origin:
         raise CertificateError(f"{what}: transaction is for registry {_clip(body.origin)!r}, expected {origin!r}")
     expected_role = ENTRY_ROLES.get(body.kind)
