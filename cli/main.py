@@ -6,7 +6,7 @@ from importlib.metadata import version as dist_version
 
 import typer
 
-from cli import audit, demo, registry
+from cli import audit, certificate, demo, keys, registry, witness
 
 app = typer.Typer(
     name="cdcer",
@@ -15,6 +15,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(audit.app, name="audit")
+app.add_typer(witness.app, name="witness")
+app.add_typer(keys.app, name="keys")
+app.add_typer(certificate.app, name="certificate")
 app.command("init")(registry.init)
 app.command("serve")(registry.serve)
 app.command("demo")(demo.demo)

@@ -1,4 +1,4 @@
-"""The transparency log over HTTP: checkpoint, verifier key, entries and proofs (SPEC section 5)."""
+"""The transparency log over HTTP: checkpoint, verifier key, entries, proofs and witness cosignatures (SPEC 5)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from ledger.encoding import b64encode
-from registry.deps import ConnDep
+from ledger.storage.engine import write_transaction
+from registry.deps import ConnDep, EngineDep
 from registry.errors import problem_responses
-from registry.log import service
+from registry.log import cosignatures, service
 
 router = APIRouter(prefix="/v1/log", tags=["log"])
 
@@ -38,6 +39,21 @@ class InclusionProof(BaseModel):
     size: int
     leaf_hash: str
     hashes: list[str]
+
+
+class CosignatureSubmission(BaseModel):
+    size: int = Field(ge=1, le=MAX_INDEX, description="the size of the signed checkpoint the witness cosigned")
+    cosignature: str = Field(
+        min_length=1,
+        max_length=1000,
+        description="the witness's cosignature/v1 note signature line, '— <witness name> <base64>'",
+    )
+
+
+class AcceptedCosignature(BaseModel):
+    size: int
+    witness: str
+    timestamp: int = Field(description="the cosignature's timestamp, POSIX seconds")
 
 
 class ConsistencyProof(BaseModel):
@@ -113,3 +129,15 @@ def get_inclusion_proof(conn: ConnDep, index: Index, size: Index) -> InclusionPr
 def get_consistency_proof(conn: ConnDep, old: Index, new: Index) -> ConsistencyProof:
     hashes = service.consistency(conn, old=old, new=new)
     return ConsistencyProof(old=old, new=new, hashes=[b64encode(h) for h in hashes])
+
+
+@router.post(
+    "/cosignatures",
+    status_code=201,
+    summary="Submit a registered witness's cosignature of a signed checkpoint (C2SP tlog-cosignature)",
+    responses=problem_responses(400, 403, 404, 409, 422, 503),
+)
+def post_cosignature(engine: EngineDep, body: CosignatureSubmission) -> AcceptedCosignature:
+    with write_transaction(engine) as conn:
+        accepted = cosignatures.accept_cosignature(conn, size=body.size, line=body.cosignature)
+    return AcceptedCosignature(size=accepted.size, witness=accepted.witness, timestamp=accepted.timestamp)

@@ -1,0 +1,193 @@
+"""`cdcer certificate`: verify a retirement or claim certificate offline, or show what it states."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cli.console import EXIT_INTEGRITY, EXIT_OK, EXIT_USAGE, err, fail
+from ledger.certificate import (
+    MAX_CERTIFICATE_BYTES,
+    ClaimStatement,
+    RetirementFacts,
+    RetirementStatement,
+    parse_certificate,
+    verify_certificate,
+)
+from ledger.errors import CertificateError, NoteError
+from ledger.note import NoteVerifier
+
+app = typer.Typer(help="Retirement and claim certificates: verify offline, or show.", no_args_is_help=True)
+
+
+@app.command("verify")
+def verify(
+    file: Annotated[Path, typer.Argument(help="The certificate (JSON) to verify.")],
+    vkey: Annotated[
+        str,
+        typer.Option(help="The registry's verifier key, obtained out of band (the string, or a file holding it)."),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable result on stdout.")] = False,
+) -> None:
+    """Verify a certificate offline; exit 0 verified, 1 it does not verify, 2 bad --vkey or unreadable file."""
+    key = _verifier_key(vkey)
+    data = _read(file)
+    try:
+        verified = verify_certificate(data, key)
+    except CertificateError as exc:
+        if as_json:
+            typer.echo(json.dumps({"verified": False, "reason": str(exc)}, indent=2, ensure_ascii=False))
+        fail(f"{file} does not verify: {exc}", EXIT_INTEGRITY)
+    statement = verified.statement
+    if as_json:
+        result = {
+            "verified": True,
+            "kind": verified.kind,
+            "id": verified.id,
+            "origin": verified.origin,
+            "checkpoint_size": verified.checkpoint_size,
+            "root_hash": verified.root_hash.hex(),
+            "key_id": verified.key_id,
+            "entries": list(verified.entries),
+            "statement": statement.model_dump(mode="json"),
+            "limits": list(verified.limits),
+        }
+        typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        raise typer.Exit(EXIT_OK)
+    out = _stdout()
+    out.print(f"verified: {verified.kind} certificate {verified.id}", markup=False, highlight=False)
+    summary = _table()
+    summary.add_row("registry", verified.origin)
+    summary.add_row("checkpoint", f"size {verified.checkpoint_size:,}, root {verified.root_hash.hex()}")
+    summary.add_row("signed by", verified.key_id)
+    summary.add_row("entries", ", ".join(str(index) for index in verified.entries))
+    out.print(summary)
+    out.print(_statement_table(statement))
+    out.print("What this offline check cannot prove (the full audit, cdcer audit verify, does):", markup=False)
+    for limit in verified.limits:
+        out.print(f"  - {limit}", markup=False, highlight=False)
+
+
+@app.command("show")
+def show(
+    file: Annotated[Path, typer.Argument(help="The certificate (JSON) to show.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the statement as JSON.")] = False,
+) -> None:
+    """Show what a certificate states, WITHOUT verifying it (use `cdcer certificate verify` for that)."""
+    data = _read(file)
+    try:
+        certificate = parse_certificate(data)
+    except CertificateError as exc:
+        fail(f"{file} is not a readable certificate: {exc}", EXIT_USAGE)
+    err.print(
+        "note: NOT verified; this shows what the certificate claims. Run `cdcer certificate verify --vkey ...`.",
+        markup=False,
+        highlight=False,
+    )
+    if as_json:
+        result = {
+            "verified": False,
+            "kind": certificate.kind,
+            "id": certificate.id,
+            "origin": certificate.origin,
+            "vkey": certificate.vkey,
+            "entries": [entry.index for entry in certificate.entries],
+            "statement": certificate.statement.model_dump(mode="json"),
+        }
+        typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+    out = _stdout()
+    out.print(f"{certificate.kind} certificate {certificate.id} (not verified)", markup=False, highlight=False)
+    summary = _table()
+    summary.add_row("registry", certificate.origin)
+    summary.add_row("verifier key it names", certificate.vkey)
+    summary.add_row("entries", ", ".join(str(entry.index) for entry in certificate.entries))
+    out.print(summary)
+    out.print(_statement_table(certificate.statement))
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _verifier_key(value: str) -> str:
+    """The verifier key string, from the option itself or from the file it names."""
+    text = value
+    path = Path(value)
+    if "+" not in value and path.is_file():
+        try:
+            text = path.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"--vkey: cannot read {path}: {exc}", EXIT_USAGE)
+    text = text.strip()
+    try:
+        NoteVerifier.from_vkey(text)
+    except NoteError as exc:
+        fail(f"--vkey: {exc}", EXIT_USAGE)
+    return text
+
+
+def _read(path: Path) -> bytes:
+    try:
+        with path.open("rb") as stream:
+            data = stream.read(MAX_CERTIFICATE_BYTES + 1)
+    except FileNotFoundError:
+        fail(f"certificate {path} not found", EXIT_USAGE)
+    except OSError as exc:
+        fail(f"cannot read certificate {path}: {exc.strerror or exc}", EXIT_USAGE)
+    return data
+
+
+def _stdout() -> Console:
+    # Piped or captured output keeps long values (keys, hashes, serial blocks) on one line, whole.
+    return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 1000)
+
+
+def _table() -> Table:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    return table
+
+
+def _statement_table(statement: RetirementStatement | ClaimStatement) -> Table:
+    table = _table()
+    table.title = "statement"
+    table.title_justify = "left"
+    rows: list[tuple[str, Any]]
+    if isinstance(statement, RetirementStatement):
+        rows = _retirement_rows(statement)
+    else:
+        event = statement.event
+        rows = [
+            ("claim", f"{statement.id} (entry {statement.entry}, {statement.time})"),
+            ("event", f"{event.id} {event.name!r} by {event.organiser}, {event.start_date} to {event.end_date}"),
+            ("venue", event.venue),
+            ("footprint", f"{statement.footprint_kg:,} kgCO2e (entry {statement.footprint_entry})"),
+            *((f"  {source}", f"{kg:,} kg") for source, kg in sorted(statement.footprint.items())),
+            ("units required", f"{statement.units:,}"),
+            ("retirements", ", ".join(f"{r.id} ({r.quantity:,})" for r in statement.retirements)),
+            ("blocks", "\n".join(statement.blocks)),
+        ]
+    batches = ", ".join(f"{b.id} ({b.project}, vintage {b.vintage})" for b in statement.batches)
+    for label, value in [*rows, ("batches", batches)]:
+        table.add_row(label, str(value))
+    return table
+
+
+def _retirement_rows(retirement: RetirementFacts) -> list[tuple[str, Any]]:
+    return [
+        ("retirement", f"{retirement.id} (entry {retirement.entry}, {retirement.time})"),
+        ("holder", retirement.holder),
+        ("quantity", f"{retirement.quantity:,} units"),
+        ("beneficiary", retirement.beneficiary),
+        ("purpose", retirement.purpose + (f" (event {retirement.event_id})" if retirement.event_id else "")),
+        *([] if retirement.year is None else [("year", retirement.year)]),
+        ("reason", retirement.reason),
+        ("blocks", "\n".join(retirement.blocks)),
+    ]
