@@ -764,7 +764,7 @@ def test_an_entry_with_an_escaped_field_name_is_refused(told: Story, retirement:
     leaves = log_leaves(told.ledger)
     leaves[RETIREMENT] = leaves[RETIREMENT].replace(b'"transaction":', b'"\\u0074ransaction":')
     bundle = reseal(json.loads(retirement), leaves)
-    with pytest.raises(CertificateError, match=r"entry 15 \(retirement\): bytes are not the entry's canonical encoding$"):
+    with pytest.raises(CertificateError, match=r"entry 15 \(retirement\): bytes are not the entry's canonical"):
         verify_certificate(encode(bundle), VKEY)
 
 
