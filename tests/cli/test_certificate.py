@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from ledger.certificate import LIMIT_FOOTPRINT, LIMIT_IDS, build_certificate
-from ledger.keys import PrivateKey
 from ledger.note import NoteSigner
 from ledger.storage.engine import read_transaction
 from tests.conftest import Story, log_signer
@@ -181,7 +180,7 @@ def test_another_registrys_key_exits_1(retirement: Path) -> None:
     [
         "not a key",
         VKEY.rsplit("+", 1)[0] + "+AAAA",
-        f"{ORIGIN}+00000000+" + base64.b64encode(b"\x01" + PrivateKey.generate().public_key.raw).decode(),
+        f"{ORIGIN}+00000000+" + base64.b64encode(b"\x01" + seeded_key("stranger").public_key.raw).decode(),
         "",
     ],
 )
