@@ -6,7 +6,7 @@ from importlib.metadata import version as dist_version
 
 import typer
 
-from cli import audit, certificate, demo, keys, registry, witness
+from cli import audit, certificate, demo, keys, reads, registry, witness, writes
 
 app = typer.Typer(
     name="cdcer",
@@ -21,6 +21,11 @@ app.add_typer(certificate.app, name="certificate")
 app.command("init")(registry.init)
 app.command("serve")(registry.serve)
 app.command("demo")(demo.demo)
+for _name, _group in writes.GROUPS.items():  # participant, key, methodology, project, report, event, claim
+    app.add_typer(_group, name=_name)
+witness.app.add_typer(writes.witness)  # `cdcer witness register|remove`: the registry's witness transactions
+app.add_typer(writes.units)  # issue, transfer, retire, cancel, freeze, unfreeze
+app.add_typer(reads.app)  # holdings, history, serial
 
 
 @app.command("version")

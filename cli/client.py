@@ -1,0 +1,282 @@
+"""The registry client of the `cdcer` write and read commands: who signs, where it goes, what comes back.
+
+Every write is signed here, on the user's machine, with the user's key file; the registry only ever sees
+the signed transaction. Every receipt is checked before it is shown: the checkpoint's signature against the
+registry's verifier key (``--vkey`` pins it; otherwise the one ``/v1/log/vkey`` serves) and the entry's
+inclusion proof in that checkpoint. Problems become one line and an exit code (see `cli.console`):
+a refused transaction or a bad option is the user's to fix (2), an unreachable registry is operational (3),
+a receipt that does not verify is an integrity failure (1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import httpx
+import typer
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from cli.console import EXIT_INTEGRITY, EXIT_OPERATIONAL, EXIT_USAGE, fail
+from ledger.checkpoint import open_checkpoint
+from ledger.encoding import b64decode
+from ledger.errors import KeyFileError, LedgerError
+from ledger.keys import PrivateKey, read_key_file
+from ledger.merkle import verify_inclusion
+from ledger.note import NoteVerifier
+from ledger.transactions import PAYLOAD_TYPES, ProjectDetails, Selection, TransactionSigner
+from registry.accounts.signatures import sign_request
+
+DEFAULT_REGISTRY = "http://127.0.0.1:8000"
+KEY_PASSPHRASE = "CDCER_KEY_PASSPHRASE"
+TIMEOUT = 30.0
+
+out = Console(soft_wrap=True)
+M = TypeVar("M", bound=BaseModel)
+
+RegistryOpt = Annotated[str, typer.Option("--registry", envvar="CDCER_REGISTRY_URL", help="The registry's base URL.")]
+OriginOpt = Annotated[
+    str | None,
+    typer.Option("--origin", envvar="CDCER_ORIGIN", help="The registry's log origin (default: its checkpoint's)."),
+]
+ActorOpt = Annotated[str | None, typer.Option("--as", envvar="CDCER_ACTOR", help="Your participant id (who signs).")]
+KeyOpt = Annotated[
+    Path | None,
+    typer.Option("--key", envvar="CDCER_KEY_FILE", help="Your key file (its passphrase: CDCER_KEY_PASSPHRASE)."),
+]
+VkeyOpt = Annotated[
+    str | None,
+    typer.Option("--vkey", envvar="CDCER_VKEY", help="The registry's verifier key (default: the one it serves)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+# Payload fields whose command option is named differently (the rest: field_name -> --field-name).
+_OPTION_NAMES = {
+    "event_id": "--event",
+    "event_kind": "--kind",
+    "sources": "--source",
+    "public_keys": "--public-key",
+    "roles": "--role",
+    "blocks": "--block",
+    "documents": "--document-sha256",
+    "methodology_code": "--methodology",
+}
+_MODELS: tuple[type[BaseModel], ...] = (*PAYLOAD_TYPES, ProjectDetails, Selection)
+_FIELDS = frozenset(name for t in _MODELS for name in t.model_fields if name != "kind")
+
+
+def model(factory: type[M], **fields: Any) -> M:
+    """Build a pydantic model from option values; a refused value is one line naming the option (exit 2)."""
+    try:
+        return factory(**fields)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        # The innermost field of the location (a dict key or list index below it names no option).
+        field = next((p for p in reversed(error["loc"]) if isinstance(p, str) and p in _FIELDS), None)
+        where = "" if field is None else _OPTION_NAMES.get(field, "--" + field.replace("_", "-")) + ": "
+        fail(f"{where}{error['msg']}", EXIT_USAGE)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A registry's RFC 9457 answer, as far as it could be read."""
+
+    status: int
+    type: str
+    detail: str
+
+
+class Client:
+    """One registry, reached over HTTP; `actor` and `key_file` are needed only for signed requests."""
+
+    def __init__(
+        self,
+        registry: str,
+        *,
+        actor: str | None = None,
+        key_file: Path | None = None,
+        origin: str | None = None,
+        vkey: str | None = None,
+    ) -> None:
+        self.base = registry.rstrip("/")
+        self.actor = actor
+        self.key_file = key_file
+        self.origin = origin
+        self.vkey = vkey
+        self.http = httpx.Client(base_url=self.base, timeout=TIMEOUT)
+
+    def close(self) -> None:
+        self.http.close()
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    def _send(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return self.http.send(request)
+        except httpx.TransportError as exc:
+            fail(f"cannot reach the registry at {self.base}: {exc or exc.__class__.__name__}", EXIT_OPERATIONAL)
+
+    def _refused(self, response: httpx.Response) -> NoReturn:
+        problem = problem_of(response)
+        code = EXIT_USAGE if 400 <= problem.status < 500 else EXIT_OPERATIONAL
+        kind = problem.type.rsplit("/", 1)[-1]
+        what = "refused" if code == EXIT_USAGE else "the registry failed"
+        fail(f"{what}: {problem.detail} ({problem.status} {kind})", code)
+
+    def get(self, path: str, *, signed: bool = False) -> Any:
+        """GET a JSON document (signed with RFC 9421 when `signed`); a problem ends the command."""
+        request = self.http.build_request("GET", path)
+        if signed:
+            sign_request(request, self.key())
+        response = self._send(request)
+        if response.status_code != 200:
+            self._refused(response)
+        try:
+            return response.json()
+        except ValueError:
+            fail(f"{self.base}{path}: the registry answered something that is not JSON", EXIT_OPERATIONAL)
+
+    def get_text(self, path: str) -> str:
+        response = self._send(self.http.build_request("GET", path))
+        if response.status_code != 200:
+            self._refused(response)
+        return response.text
+
+    # --- identity ------------------------------------------------------------------------------
+
+    def need_actor(self) -> str:
+        if not self.actor:
+            fail("who are you? pass --as PARTICIPANT_ID or set CDCER_ACTOR", EXIT_USAGE)
+        return self.actor
+
+    def key(self) -> PrivateKey:
+        """The user's private key, from the key file (passphrase from CDCER_KEY_PASSPHRASE or a prompt)."""
+        if self.key_file is None:
+            fail("no key file: pass --key FILE or set CDCER_KEY_FILE", EXIT_USAGE)
+        path = self.key_file
+        try:
+            header = json.loads(path.read_bytes()[: 64 * 1024])
+        except FileNotFoundError:
+            fail(f"key file {path} not found", EXIT_USAGE)
+        except OSError as exc:
+            fail(f"cannot read key file {path}: {exc.strerror or exc}", EXIT_USAGE)
+        except ValueError:
+            fail(f"{path} is not a cdcer key file (not JSON)", EXIT_USAGE)
+        encrypted = not (isinstance(header, dict) and header.get("encryption") == "none")
+        passphrase = None
+        if encrypted:
+            passphrase = os.environ.get(KEY_PASSPHRASE)
+            if not passphrase:
+                if not os.isatty(0):
+                    fail(f"key file {path} is encrypted: set {KEY_PASSPHRASE}", EXIT_USAGE)
+                passphrase = str(typer.prompt(f"passphrase for {path}", hide_input=True))
+        try:
+            return read_key_file(path, passphrase=passphrase)
+        except KeyFileError as exc:
+            fail(str(exc), EXIT_USAGE)
+
+    def registry_origin(self) -> str:
+        if self.origin is None:
+            self.origin = self.get_text("/v1/log/checkpoint").split("\n", 1)[0]
+        return self.origin
+
+    def verifier(self) -> NoteVerifier:
+        vkey = self.vkey if self.vkey is not None else self.get_text("/v1/log/vkey").strip()
+        try:
+            return NoteVerifier.from_vkey(vkey)
+        except LedgerError as exc:
+            fail(f"verifier key: {exc}", EXIT_USAGE)
+
+    # --- writes --------------------------------------------------------------------------------
+
+    def submit(self, payload: BaseModel) -> dict[str, Any]:
+        """Sign `payload` now as the actor, POST it, verify the receipt and return it."""
+        actor = self.need_actor()
+        key = self.key()
+        verifier = self.verifier()
+        origin = self.registry_origin()
+        try:
+            tx = TransactionSigner(origin, actor, key).sign(payload, at=datetime.now(UTC))
+        except LedgerError as exc:
+            fail(str(exc), EXIT_USAGE)
+        response = self._send(self.http.build_request("POST", "/v1/transactions", json=tx.to_json()))
+        if response.status_code not in (200, 201):
+            self._refused(response)
+        receipt: dict[str, Any] = response.json()
+        verify_receipt(receipt, verifier, origin)
+        return receipt
+
+
+def problem_of(response: httpx.Response) -> Problem:
+    """The problem details of an error response (or what can be said of a response that has none)."""
+    try:
+        document = response.json()
+    except ValueError:
+        document = None
+    if isinstance(document, dict) and isinstance(document.get("detail"), str):
+        return Problem(response.status_code, str(document.get("type", "about:blank")), document["detail"])
+    return Problem(response.status_code, "about:blank", f"{response.reason_phrase or 'error'}")
+
+
+def verify_receipt(receipt: dict[str, Any], verifier: NoteVerifier, origin: str) -> None:
+    """Check the receipt's checkpoint signature and the entry's inclusion proof in it (exit 1 otherwise)."""
+    try:
+        checkpoint = open_checkpoint(str(receipt["checkpoint"]).encode(), verifier, origin=origin).checkpoint
+        if checkpoint.size != receipt["tree_size"]:
+            raise LedgerError(f"receipt says tree size {receipt['tree_size']}, its checkpoint {checkpoint.size}")
+        verify_inclusion(
+            leaf=b64decode(receipt["leaf_hash"], what="leaf hash", size=32),
+            index=receipt["index"],
+            size=checkpoint.size,
+            proof=[b64decode(h, what="proof hash", size=32) for h in receipt["inclusion_proof"]],
+            root=checkpoint.root_hash,
+        )
+    except (LedgerError, KeyError, TypeError) as exc:
+        fail(f"the registry's receipt does not verify: {exc}", EXIT_INTEGRITY)
+
+
+# --- output ------------------------------------------------------------------------------------
+
+
+def show_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def show_receipt(receipt: dict[str, Any], *, as_json: bool) -> None:
+    """The receipt: JSON, or a table of its entry, tree size and outcome."""
+    if as_json:
+        show_json(receipt)
+        return
+    table = Table(show_header=False)
+    table.add_row("entry", str(receipt["index"]))
+    table.add_row("tree size", str(receipt["tree_size"]))
+    if receipt.get("duplicate"):
+        table.add_row("note", "already in the log: nothing appended")
+    for name, value in (receipt.get("outcome") or {}).items():
+        table.add_row(name, value if isinstance(value, str) else json.dumps(value))
+    out.print(table)
+
+
+def show_record(record: dict[str, Any], *, title: str) -> None:
+    """A flat table of a record's scalar fields."""
+    table = Table(title=title, show_header=False)
+    for name, value in record.items():
+        if not isinstance(value, list | dict):
+            table.add_row(name, "" if value is None else str(value))
+    out.print(table)
+
+
+def show_rows(rows: list[dict[str, Any]], columns: list[str], *, title: str) -> None:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    out.print(table)
