@@ -1,60 +1,353 @@
-"""`cdcer audit`: verify a ledger."""
+"""`cdcer audit`: verify a ledger from its database, a registry's URL or an export; checkpoints and proofs.
+
+An auditor needs only the registry's URL and its verifier key (``--vkey``, obtained out of band).
+``verify --since FILE`` proves the saved checkpoint is a prefix of the current one (a consistency
+proof) and then re-verifies the whole log from entry 0: the replay of steps (5)-(7) needs the state
+built by every earlier entry, so the audit cannot honestly start mid-log. Exit codes: 0 verified,
+1 integrity failure (a finding, a proof or signature that does not verify, a malformed export),
+2 usage (options, a malformed --vkey), 3 operational (unreachable registry, unreadable file).
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
 from cli.console import EXIT_INTEGRITY, EXIT_OK, EXIT_OPERATIONAL, EXIT_USAGE, err, fail
-from ledger.audit import audit
-from ledger.errors import LedgerError, NoteError, StorageError
+from cli.sources import (
+    ExportSource,
+    MalformedExport,
+    RegistryClient,
+    RemoteSource,
+    SourceUnavailable,
+    write_export,
+)
+from ledger.audit import AuditReport, audit
+from ledger.checkpoint import Checkpoint, open_checkpoint
+from ledger.encoding import b64decode, b64encode
+from ledger.errors import LedgerError, NoteError, ProofError, StorageError
+from ledger.log import StoredEntry
+from ledger.merkle import (
+    Hash,
+    leaf_hash,
+    root_from_inclusion_proof,
+    root_from_leaves,
+    verify_consistency,
+    verify_inclusion,
+)
 from ledger.note import NoteVerifier
 from ledger.storage.engine import make_engine
 from ledger.storage.schema import require_current
 from ledger.storage.source import DatabaseSource
 
-app = typer.Typer(help="Verify a ledger: chain, tree, checkpoints, signatures, roles, replay.")
+app = typer.Typer(
+    help="Verify a ledger: chain, tree, checkpoints, signatures, roles, replay; fetch checkpoints, proofs."
+)
+proof_app = typer.Typer(help="Fetch one Merkle proof from a registry and verify it against its signed checkpoint.")
+app.add_typer(proof_app, name="proof")
+
+VkeyOption = Annotated[str, typer.Option("--vkey", help="The registry's verifier key, obtained out of band.")]
+UrlOption = Annotated[str, typer.Option("--url", help="Base URL of the registry, e.g. https://registry.example.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print a machine-readable report on stdout.")]
+
+
+def _verifier(vkey: str) -> NoteVerifier:
+    try:
+        return NoteVerifier.from_vkey(vkey)
+    except NoteError as exc:
+        fail(f"--vkey: {exc}", EXIT_USAGE)
+
+
+def _open(note: bytes, verifier: NoteVerifier, *, what: str) -> Checkpoint:
+    """A checkpoint whose registry signature verifies, or exit 1."""
+    try:
+        return open_checkpoint(note, verifier).checkpoint
+    except NoteError as exc:
+        fail(f"{what} does not verify with --vkey: {exc}", EXIT_INTEGRITY)
+
+
+def _read_saved(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}", EXIT_OPERATIONAL)
+
+
+def _consistent(client: RegistryClient, old: Checkpoint, new: Checkpoint) -> int:
+    """Fetch and verify the consistency proof from `old` to `new` (exit 1 if it fails); the proof's length."""
+    if new.size < old.size:
+        fail(f"the log shrank: the saved checkpoint has {old.size} entries, the registry's {new.size}", EXIT_INTEGRITY)
+    proof = client.consistency(old.size, new.size) if 0 < old.size < new.size else []
+    try:
+        verify_consistency(
+            old_size=old.size, new_size=new.size, old_root=old.root_hash, new_root=new.root_hash, proof=proof
+        )
+    except ProofError as exc:
+        fail(f"checkpoint {old.size} -> {new.size} is not consistent: {exc}", EXIT_INTEGRITY)
+    return len(proof)
+
+
+def _echo_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2))
 
 
 @app.command("verify")
 def verify(
-    database: Annotated[str, typer.Option("--database", "-d", help="Database URL of the ledger to verify.")],
+    database: Annotated[
+        str | None, typer.Option("--database", "-d", help="Database URL of the ledger to verify.")
+    ] = None,
+    url: Annotated[str | None, typer.Option("--url", help="Base URL of a registry to verify over HTTP.")] = None,
+    export: Annotated[
+        Path | None, typer.Option("--export", help="A JSON Lines file written by `cdcer audit export`.")
+    ] = None,
     vkey: Annotated[
         str | None, typer.Option("--vkey", help="The registry's verifier key, obtained out of band.")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable report on stdout.")] = False,
+    since: Annotated[
+        Path | None,
+        typer.Option("--since", help="A checkpoint saved by `cdcer audit checkpoint`: prove the log extends it."),
+    ] = None,
+    as_json: JsonOption = False,
     workers: Annotated[int | None, typer.Option(min=1, help="Signature-checking processes (default: cores).")] = None,
 ) -> None:
-    """Verify a whole ledger from a database; exit 0 verified, 1 integrity failure, 3 operational error."""
-    show_progress = not as_json and sys.stderr.isatty()
+    """Verify a whole ledger; exit 0 verified, 1 integrity failure, 2 usage error, 3 operational error."""
+    if sum(x is not None for x in (database, url, export)) != 1:
+        fail("give exactly one of --database, --url, --export", EXIT_USAGE)
+    if since is not None and (url is None or vkey is None):
+        fail("--since needs --url and --vkey", EXIT_USAGE)
     if vkey is not None:
-        try:
-            NoteVerifier.from_vkey(vkey)
-        except NoteError as exc:
-            fail(f"--vkey: {exc}", EXIT_USAGE)
+        _verifier(vkey)
+    show_progress = not as_json and sys.stderr.isatty()
+    progress = (lambda n: err.print(f"verified {n:,} entries", end="\r")) if show_progress else None
+    since_report: dict[str, Any] | None = None
     try:
-        engine = make_engine(database)
-        require_current(engine)
-        with DatabaseSource(engine) as source:
-            report = audit(
-                source,
-                vkey=vkey,
-                workers=workers,
-                progress=(lambda n: err.print(f"verified {n:,} entries", end="\r")) if show_progress else None,
-            )
-    except StorageError as exc:
+        if database is not None:
+            engine = make_engine(database)
+            require_current(engine)
+            with DatabaseSource(engine) as db_source:
+                report = audit(db_source, vkey=vkey, workers=workers, progress=progress)
+        elif url is not None:
+            with RegistryClient(url) as client:
+                remote = RemoteSource(client)
+                if since is not None and vkey is not None:
+                    since_report = _since(client, remote, since, _verifier(vkey))
+                report = audit(remote, vkey=vkey, workers=workers, progress=progress)
+        else:
+            assert export is not None
+            report = audit(_export_source(export), vkey=vkey, workers=workers, progress=progress)
+    except (StorageError, SourceUnavailable) as exc:
         fail(str(exc), EXIT_OPERATIONAL)
-    except LedgerError as exc:
+    except (LedgerError, MalformedExport) as exc:
         fail(str(exc), EXIT_INTEGRITY)
-    if as_json:
-        typer.echo(json.dumps(report.to_json(), indent=2))
-    elif report.verified:
-        typer.echo(f"verified: {report.entries:,} entries, {report.checkpoints:,} checkpoints")
-    else:
-        typer.echo(f"NOT verified: {report.finding_count} finding(s); first: {report.first_finding()}")
+    _print_report(report, since_report, as_json)
     if vkey is None and not as_json:
         err.print("note: no --vkey given; checkpoints were checked against the key named in entry 0 only")
     raise typer.Exit(EXIT_OK if report.verified else EXIT_INTEGRITY)
+
+
+def _export_source(path: Path) -> ExportSource:
+    try:
+        return ExportSource(path)
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}", EXIT_OPERATIONAL)
+
+
+def _since(client: RegistryClient, remote: RemoteSource, saved_file: Path, verifier: NoteVerifier) -> dict[str, Any]:
+    """Verify the saved checkpoint, then the registry's current one and the consistency proof between them."""
+    old = _open(_read_saved(saved_file), verifier, what=f"the saved checkpoint {saved_file}")
+    new = _open(remote.note, verifier, what="the registry's checkpoint")
+    if new.origin != old.origin:
+        fail(f"the registry's origin is {new.origin!r}, the saved checkpoint's {old.origin!r}", EXIT_INTEGRITY)
+    hashes = _consistent(client, old, new)
+    err.print(f"consistent: {old.size:,} -> {new.size:,} entries ({hashes} proof hashes)", highlight=False)
+    return {"old_size": old.size, "new_size": new.size, "new_entries": new.size - old.size, "consistent": True}
+
+
+def _print_report(report: AuditReport, since: dict[str, Any] | None, as_json: bool) -> None:
+    if as_json:
+        body = report.to_json()
+        if since is not None:
+            body["since"] = since
+        _echo_json(body)
+    elif report.verified:
+        extra = "" if since is None else f" ({since['new_entries']:,} new since the saved checkpoint, consistent)"
+        typer.echo(f"verified: {report.entries:,} entries, {report.checkpoints:,} checkpoints{extra}")
+    else:
+        typer.echo(f"NOT verified: {report.finding_count} finding(s); first: {report.first_finding()}")
+
+
+@app.command("export")
+def export(
+    out: Annotated[Path, typer.Argument(help="The JSON Lines file to write.")],
+    url: Annotated[str | None, typer.Option("--url", help="Base URL of a registry.")] = None,
+    database: Annotated[str | None, typer.Option("--database", "-d", help="Database URL of a ledger.")] = None,
+) -> None:
+    """Write the raw log as JSON Lines: the signed checkpoint, then every entry it covers."""
+    if (url is None) == (database is None):
+        fail("give exactly one of --url, --database", EXIT_USAGE)
+    try:
+        with out.open("w", encoding="utf-8") as handle:
+            if url is not None:
+                with RegistryClient(url) as client:
+                    remote = RemoteSource(client)
+                    count = write_export(handle, remote.note, remote.entries())
+            else:
+                assert database is not None
+                engine = make_engine(database)
+                require_current(engine)
+                with DatabaseSource(engine, with_projections=False) as db_source:
+                    checkpoints = db_source.checkpoints()
+                    if not checkpoints:
+                        fail("the ledger has no checkpoint yet", EXIT_OPERATIONAL)
+                    latest = checkpoints[-1]
+                    count = write_export(handle, latest.note, _upto(db_source.entries(), latest.size))
+    except OSError as exc:
+        fail(f"cannot write {out}: {exc.strerror or exc}", EXIT_OPERATIONAL)
+    except (StorageError, SourceUnavailable) as exc:
+        out.unlink(missing_ok=True)
+        fail(str(exc), EXIT_OPERATIONAL)
+    err.print(f"exported {count:,} entries to {out}", highlight=False, markup=False)
+
+
+def _upto(entries: Iterator[StoredEntry], size: int) -> Iterator[StoredEntry]:
+    for entry in entries:
+        if entry.index >= size:
+            return
+        yield entry
+
+
+@app.command("checkpoint")
+def checkpoint(
+    url: UrlOption,
+    vkey: VkeyOption,
+    save: Annotated[
+        Path | None, typer.Option("--save", help="Save it here; an existing file must be a prefix of the new one.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Fetch the registry's signed checkpoint, verify it, and save it (consistent with the saved one, if any)."""
+    verifier = _verifier(vkey)
+    try:
+        with RegistryClient(url) as client:
+            note = client.checkpoint()
+            new = _open(note, verifier, what="the registry's checkpoint")
+            previous = None
+            if save is not None and save.exists():
+                previous = _open(_read_saved(save), verifier, what=f"the saved checkpoint {save}")
+                if previous.origin != new.origin:
+                    fail(f"the registry's origin is {new.origin!r}, {save}'s {previous.origin!r}", EXIT_INTEGRITY)
+                _consistent(client, previous, new)
+    except SourceUnavailable as exc:
+        fail(str(exc), EXIT_OPERATIONAL)
+    if save is not None:
+        try:
+            partial = save.with_name(save.name + ".partial")
+            partial.write_bytes(note)
+            partial.replace(save)
+        except OSError as exc:
+            fail(f"cannot write {save}: {exc.strerror or exc}", EXIT_OPERATIONAL)
+    result = {
+        "origin": new.origin,
+        "size": new.size,
+        "root_hash": b64encode(new.root_hash),
+        "previous_size": None if previous is None else previous.size,
+        "saved": None if save is None else str(save),
+    }
+    if as_json:
+        _echo_json(result)
+    else:
+        grown = "" if previous is None else f", consistent with the saved {previous.size:,}"
+        typer.echo(f"checkpoint verified: {new.origin} size {new.size:,} root {result['root_hash']}{grown}")
+
+
+@proof_app.command("inclusion")
+def proof_inclusion(
+    url: UrlOption,
+    vkey: VkeyOption,
+    index: Annotated[int, typer.Option("--index", min=0, help="The entry's index.")],
+    size: Annotated[
+        int | None, typer.Option("--size", min=1, help="The tree size (default: the signed checkpoint's).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Verify that entry INDEX is in the log: its inclusion proof leads to the signed checkpoint's root.
+
+    With a --size smaller than the checkpoint's, the proof's root at that size is tied to the signed
+    root by a consistency proof.
+    """
+    verifier = _verifier(vkey)
+    try:
+        with RegistryClient(url) as client:
+            signed = _open(client.checkpoint(), verifier, what="the registry's checkpoint")
+            tree = signed.size if size is None else size
+            if tree > signed.size or index >= tree:
+                fail(f"need index < size <= {signed.size} (the signed checkpoint's size)", EXIT_USAGE)
+            leaf, hashes = client.inclusion(index, tree)
+            try:
+                if tree == signed.size:
+                    verify_inclusion(leaf=leaf, index=index, size=tree, proof=hashes, root=signed.root_hash)
+                else:
+                    root = root_from_inclusion_proof(leaf=leaf, index=index, size=tree, proof=hashes)
+                    verify_consistency(
+                        old_size=tree,
+                        new_size=signed.size,
+                        old_root=root,
+                        new_root=signed.root_hash,
+                        proof=client.consistency(tree, signed.size),
+                    )
+            except ProofError as exc:
+                fail(f"the inclusion proof of entry {index} in {tree} does not verify: {exc}", EXIT_INTEGRITY)
+    except SourceUnavailable as exc:
+        fail(str(exc), EXIT_OPERATIONAL)
+    result = {"index": index, "size": tree, "leaf_hash": b64encode(leaf), "checkpoint_size": signed.size}
+    if as_json:
+        _echo_json(result | {"verified": True})
+    else:
+        typer.echo(f"verified: entry {index} is in the tree of {tree:,} (signed checkpoint {signed.size:,})")
+
+
+@proof_app.command("consistency")
+def proof_consistency(
+    url: UrlOption,
+    vkey: VkeyOption,
+    old: Annotated[int, typer.Option("--old", min=0, help="The older tree size.")],
+    new: Annotated[int | None, typer.Option("--new", help="The newer size: the signed checkpoint's (default).")] = None,
+    old_root: Annotated[
+        str | None,
+        typer.Option("--old-root", help="The root you hold for --old (default: recomputed from its entries)."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Verify that the tree of OLD entries is a prefix of the registry's signed checkpoint."""
+    verifier = _verifier(vkey)
+    try:
+        with RegistryClient(url) as client:
+            signed = _open(client.checkpoint(), verifier, what="the registry's checkpoint")
+            if new is not None and new != signed.size:
+                fail(f"--new must be the signed checkpoint's size, {signed.size} (or be left out)", EXIT_USAGE)
+            if old > signed.size:
+                fail(f"--old {old} is larger than the signed checkpoint's size {signed.size}", EXIT_USAGE)
+            root = _old_root(client, old, old_root)
+            hashes = _consistent(client, Checkpoint(signed.origin, old, root), signed)
+    except SourceUnavailable as exc:
+        fail(str(exc), EXIT_OPERATIONAL)
+    result = {"old": old, "new": signed.size, "old_root": b64encode(root), "hashes": hashes, "verified": True}
+    if as_json:
+        _echo_json(result)
+    else:
+        typer.echo(f"verified: the tree of {old:,} entries is a prefix of the signed checkpoint of {signed.size:,}")
+
+
+def _old_root(client: RegistryClient, old: int, given: str | None) -> Hash:
+    """The root of the tree of `old` entries: the one the auditor gives, or recomputed from the entries' bytes."""
+    if given is not None:
+        try:
+            return Hash(b64decode(given, what="--old-root", size=32))
+        except LedgerError as exc:
+            fail(str(exc), EXIT_USAGE)
+    return root_from_leaves([leaf_hash(entry.data) for entry in client.entries(0, old)])

@@ -1,0 +1,216 @@
+"""The auditor's tools: `cdcer audit verify|export|checkpoint|proof` with only a registry's URL and its vkey."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner, Result
+
+from cli.main import app
+from ledger.checkpoint import Checkpoint, sign_checkpoint
+from ledger.encoding import b64encode
+from ledger.keys import write_key_file
+from ledger.note import NoteSigner
+from tests.conftest import Story, log_signer
+from tests.ledger.scenario import ORIGIN, seeded_key
+from tests.registry.live import free_port, serve
+
+VKEY = log_signer().verifier_key()
+WRONG_VKEY = NoteSigner(ORIGIN, seeded_key("impostor").seed).verifier_key()
+
+
+def cdcer(*args: str) -> Result:
+    return CliRunner().invoke(app, list(args))
+
+
+def report_of(result: Result) -> Any:
+    assert "Traceback" not in result.stderr, result.stderr
+    return json.loads(result.stdout)
+
+
+def one_error_line(result: Result, code: int) -> str:
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def key_file(tmp_path: Path) -> Path:
+    path = tmp_path / "registry-log.key"
+    write_key_file(path, seeded_key("log"), passphrase=None)
+    return path
+
+
+def test_an_auditor_with_the_url_and_the_vkey(story: Story, database_url: str, tmp_path: Path) -> None:
+    project = story.world.registered_project()
+    story.sync()
+    saved = tmp_path / "checkpoint.note"
+    with serve(database_url, key_file(tmp_path)) as url:
+        # the whole log, from the URL alone
+        first = cdcer("audit", "verify", "--url", url, "--vkey", VKEY, "--json")
+        assert first.exit_code == 0, first.stderr
+        report = report_of(first)
+        assert report["verified"] is True
+        assert report["entries"] == story.ledger.size() > 1
+        assert report["checkpoints"] == 1
+        assert report["signatures_checked"] == report["entries"]
+        # save the checkpoint
+        saving = cdcer("audit", "checkpoint", "--url", url, "--vkey", VKEY, "--save", str(saved), "--json")
+        assert saving.exit_code == 0, saving.stderr
+        old_size = report_of(saving)["size"]
+        assert old_size == story.ledger.size()
+        assert saved.read_bytes().startswith(ORIGIN.encode())
+
+        # the log grows
+        story.world.issued_batch(project, 2023, 1200, 1150)
+        story.world.transfer("owner", "organiser", 300)
+        story.sync()
+        new_size = story.ledger.size()
+        assert new_size > old_size
+
+        since = cdcer("audit", "verify", "--url", url, "--vkey", VKEY, "--since", str(saved), "--json")
+        assert since.exit_code == 0, since.stderr
+        report = report_of(since)
+        assert report["verified"] is True
+        assert report["entries"] == new_size
+        assert report["since"] == {
+            "old_size": old_size,
+            "new_size": new_size,
+            "new_entries": new_size - old_size,
+            "consistent": True,
+        }
+        assert f"consistent: {old_size:,} -> {new_size:,}" in since.stderr
+        human = cdcer("audit", "verify", "--url", url, "--vkey", VKEY, "--since", str(saved))
+        assert human.exit_code == 0
+        assert f"{new_size - old_size:,} new since the saved checkpoint" in human.stdout
+
+        # a saved checkpoint that the registry's log does not extend: exit 1
+        forged = tmp_path / "forged.note"
+        forged_root = bytes(32)
+        forged.write_bytes(log_signer_note(old_size, forged_root))
+        forked = cdcer("audit", "verify", "--url", url, "--vkey", VKEY, "--since", str(forged))
+        assert "is not consistent" in one_error_line(forked, 1)
+        refused = cdcer("audit", "checkpoint", "--url", url, "--vkey", VKEY, "--save", str(forged))
+        assert "is not consistent" in one_error_line(refused, 1)
+        assert forged.read_bytes() == log_signer_note(old_size, forged_root)  # not replaced
+
+        # the saved checkpoint is replaced by a consistent newer one
+        update = cdcer("audit", "checkpoint", "--url", url, "--vkey", VKEY, "--save", str(saved), "--json")
+        assert update.exit_code == 0, update.stderr
+        assert report_of(update)["previous_size"] == old_size
+        assert report_of(update)["size"] == new_size
+
+        # proofs against the signed checkpoint
+        for args in (["--index", "1"], ["--index", "1", "--size", str(old_size)], ["--index", str(new_size - 1)]):
+            proof = cdcer("audit", "proof", "inclusion", "--url", url, "--vkey", VKEY, *args, "--json")
+            assert proof.exit_code == 0, proof.stderr
+            assert report_of(proof)["verified"] is True
+        assert one_error_line(
+            cdcer("audit", "proof", "inclusion", "--url", url, "--vkey", VKEY, "--index", str(new_size)), 2
+        )
+        consistency = cdcer("audit", "proof", "consistency", "--url", url, "--vkey", VKEY, "--old", "2", "--json")
+        assert consistency.exit_code == 0, consistency.stderr
+        assert report_of(consistency)["new"] == new_size
+        wrong_root = cdcer(
+            "audit",
+            "proof",
+            "consistency",
+            "--url",
+            url,
+            "--vkey",
+            VKEY,
+            "--old",
+            "2",
+            "--old-root",
+            b64encode(bytes(32)),
+        )
+        assert "is not consistent" in one_error_line(wrong_root, 1)
+
+        # the same raw log from the URL and from the database
+        by_url, by_db = tmp_path / "url.jsonl", tmp_path / "db.jsonl"
+        assert cdcer("audit", "export", "--url", url, str(by_url)).exit_code == 0
+        assert cdcer("audit", "export", "--database", database_url, str(by_db)).exit_code == 0
+        assert by_url.read_bytes() == by_db.read_bytes()
+        assert len(by_url.read_bytes().splitlines()) == new_size + 1
+        offline = cdcer("audit", "verify", "--export", str(by_url), "--vkey", VKEY, "--json")
+        assert offline.exit_code == 0
+        assert report_of(offline)["entries"] == new_size
+
+        # a wrong (well-formed) vkey is an integrity failure: exit 1; a malformed one a usage error: exit 2
+        wrong = cdcer("audit", "verify", "--url", url, "--vkey", WRONG_VKEY, "--json")
+        assert wrong.exit_code == 1
+        assert "checkpoint" in report_of(wrong)["first_finding"]
+        assert "does not verify" in one_error_line(cdcer("audit", "checkpoint", "--url", url, "--vkey", WRONG_VKEY), 1)
+        assert "--vkey" in one_error_line(cdcer("audit", "verify", "--url", url, "--vkey", "not-a-key"), 2)
+
+
+def log_signer_note(size: int, root: bytes) -> bytes:
+    """A checkpoint signed with the registry's real key but naming a root the log never had (a fork)."""
+    return sign_checkpoint(Checkpoint(ORIGIN, size, root), log_signer())
+
+
+def test_an_unreachable_registry_is_one_line_and_exit_3(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    for args in (
+        ["audit", "verify", "--url", url, "--vkey", VKEY],
+        ["audit", "checkpoint", "--url", url, "--vkey", VKEY],
+        ["audit", "export", "--url", url, str(tmp_path / "out.jsonl")],
+        ["audit", "proof", "consistency", "--url", url, "--vkey", VKEY, "--old", "1"],
+    ):
+        assert "cannot reach" in one_error_line(cdcer(*args), 3)
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_exactly_one_source(database_url: str, tmp_path: Path) -> None:
+    one_error_line(cdcer("audit", "verify", "--vkey", VKEY), 2)
+    one_error_line(cdcer("audit", "verify", "-d", database_url, "--export", str(tmp_path / "x")), 2)
+    one_error_line(cdcer("audit", "verify", "-d", database_url, "--since", str(tmp_path / "x"), "--vkey", VKEY), 2)
+
+
+def test_any_changed_byte_of_an_export_is_found_at_its_entry(story: Story, database_url: str, tmp_path: Path) -> None:
+    story.full_story()
+    export = tmp_path / "log.jsonl"
+    assert cdcer("audit", "export", "-d", database_url, str(export)).exit_code == 0
+    original = export.read_bytes()
+    assert cdcer("audit", "verify", "--export", str(export), "--vkey", VKEY).exit_code == 0
+    line_starts = [0] + [i + 1 for i, byte in enumerate(original) if byte == ord("\n")][:-1]
+    rng = random.Random(7)
+    for _ in range(30):
+        position = rng.randrange(line_starts[1], len(original))
+        entry = max(n for n, start in enumerate(line_starts) if start <= position) - 1
+        changed = bytearray(original)
+        changed[position] = rng.choice([b for b in range(256) if b != original[position]])
+        export.write_bytes(bytes(changed))
+        result = cdcer("audit", "verify", "--export", str(export), "--vkey", VKEY, "--json")
+        where = (position, entry, chr(original[position]), changed[position])
+        assert result.exit_code == 1, (where, result.stdout, result.stderr)
+        if result.stdout:
+            report = report_of(result)
+            assert report["first_bad_index"] == entry, (where, report["findings"][:3])
+        else:
+            assert f"line {entry + 2} (entry {entry})" in one_error_line(result, 1), where
+    for _ in range(5):  # the checkpoint line: its signature or its form fails
+        position = rng.randrange(0, line_starts[1])
+        changed = bytearray(original)
+        changed[position] ^= 1 << rng.randrange(8)
+        export.write_bytes(bytes(changed))
+        assert cdcer("audit", "verify", "--export", str(export), "--vkey", VKEY).exit_code == 1, position
+
+
+def test_a_malformed_export_names_the_line(story: Story, database_url: str, tmp_path: Path) -> None:
+    story.full_story()
+    export = tmp_path / "log.jsonl"
+    assert cdcer("audit", "export", "-d", database_url, str(export)).exit_code == 0
+    lines = export.read_bytes().splitlines(keepends=True)
+    export.write_bytes(b"".join([*lines[:3], b'{"index": 2, "leaf": "AAAA"}\n', *lines[4:]]))
+    assert "line 4 (entry 2)" in one_error_line(cdcer("audit", "verify", "--export", str(export)), 1)
+    export.write_bytes(b"not json\n" + b"".join(lines[1:]))
+    assert "line 1 (the checkpoint)" in one_error_line(cdcer("audit", "verify", "--export", str(export)), 1)
+    export.write_bytes(b"".join(lines[:1] + lines[1:] + lines[-1:]))
+    assert "covers only" in one_error_line(cdcer("audit", "verify", "--export", str(export)), 1)
+    missing = tmp_path / "missing.jsonl"
+    assert "cannot read" in one_error_line(cdcer("audit", "verify", "--export", str(missing)), 3)
