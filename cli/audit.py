@@ -2,8 +2,10 @@
 
 An auditor needs only the registry's URL and its verifier key (``--vkey``, obtained out of band).
 ``verify --since FILE`` proves the saved checkpoint is a prefix of the current one (a consistency
-proof) and then re-verifies the whole log from entry 0: the replay of steps (5)-(7) needs the state
-built by every earlier entry, so the audit cannot honestly start mid-log. Exit codes: 0 verified,
+proof) and then verifies only the entries added since (`ledger.audit.audit_extension`): their encoding,
+chain, that they extend the saved tree to the new signed root, and their signatures. What needs the
+state replayed from entry 0 (whose key signed, roles, business rules) is left to a full audit, and the
+report says so in ``limits``. Exit codes: 0 verified,
 1 integrity failure (a finding, a proof or signature that does not verify, a malformed export),
 2 usage (options, a malformed --vkey), 3 operational (unreachable registry, unreadable file).
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,7 +29,7 @@ from cli.sources import (
     SourceUnavailable,
     write_export,
 )
-from ledger.audit import AuditReport, audit
+from ledger.audit import EXTENSION_LIMITS, AuditReport, audit, audit_extension
 from ledger.checkpoint import Checkpoint, open_checkpoint
 from ledger.encoding import b64decode, b64encode
 from ledger.errors import LedgerError, NoteError, ProofError, StorageError
@@ -135,8 +137,9 @@ def verify(
             with RegistryClient(url) as client:
                 remote = RemoteSource(client)
                 if since is not None and vkey is not None:
-                    since_report = _since(client, remote, since, _verifier(vkey))
-                report = audit(remote, vkey=vkey, workers=workers, progress=progress)
+                    since_report, report = _since(client, remote, since, _verifier(vkey), progress)
+                else:
+                    report = audit(remote, vkey=vkey, workers=workers, progress=progress)
         else:
             assert export is not None
             report = audit(_export_source(export), vkey=vkey, workers=workers, progress=progress)
@@ -157,15 +160,44 @@ def _export_source(path: Path) -> ExportSource:
         fail(f"cannot read {path}: {exc.strerror or exc}", EXIT_OPERATIONAL)
 
 
-def _since(client: RegistryClient, remote: RemoteSource, saved_file: Path, verifier: NoteVerifier) -> dict[str, Any]:
-    """Verify the saved checkpoint, then the registry's current one and the consistency proof between them."""
+def _since(
+    client: RegistryClient,
+    remote: RemoteSource,
+    saved_file: Path,
+    verifier: NoteVerifier,
+    progress: Callable[[int], None] | None,
+) -> tuple[dict[str, Any], AuditReport]:
+    """Verify the saved checkpoint, the registry's current one and the consistency proof between them,
+    then only the entries added since the saved one."""
     old = _open(_read_saved(saved_file), verifier, what=f"the saved checkpoint {saved_file}")
     new = _open(remote.note, verifier, what="the registry's checkpoint")
     if new.origin != old.origin:
         fail(f"the registry's origin is {new.origin!r}, the saved checkpoint's {old.origin!r}", EXIT_INTEGRITY)
     hashes = _consistent(client, old, new)
     err.print(f"consistent: {old.size:,} -> {new.size:,} entries ({hashes} proof hashes)", highlight=False)
-    return {"old_size": old.size, "new_size": new.size, "new_entries": new.size - old.size, "consistent": True}
+    last_old: StoredEntry | None = None
+    last_proof: list[Hash] = []
+    if old.size:
+        (last_old,) = client.entries(old.size - 1, old.size)
+        _, last_proof = client.inclusion(old.size - 1, old.size)
+    report = audit_extension(
+        old_size=old.size,
+        old_root=old.root_hash,
+        last_old=last_old,
+        last_old_proof=last_proof,
+        new_size=new.size,
+        new_root=new.root_hash,
+        entries=client.entries(old.size, new.size),
+        progress=progress,
+    )
+    since = {
+        "old_size": old.size,
+        "new_size": new.size,
+        "new_entries": new.size - old.size,
+        "consistent": True,
+        "limits": list(EXTENSION_LIMITS),
+    }
+    return since, report
 
 
 def _print_report(report: AuditReport, since: dict[str, Any] | None, as_json: bool) -> None:
@@ -175,8 +207,15 @@ def _print_report(report: AuditReport, since: dict[str, Any] | None, as_json: bo
             body["since"] = since
         _echo_json(body)
     elif report.verified:
-        extra = "" if since is None else f" ({since['new_entries']:,} new since the saved checkpoint, consistent)"
-        typer.echo(f"verified: {report.entries:,} entries, {report.checkpoints:,} checkpoints{extra}")
+        if since is None:
+            typer.echo(f"verified: {report.entries:,} entries, {report.checkpoints:,} checkpoints")
+        else:
+            typer.echo(
+                f"verified: {since['new_entries']:,} new entries ({since['old_size']:,} -> {since['new_size']:,}), "
+                "consistent with the saved checkpoint"
+            )
+            for limit in since["limits"]:
+                err.print(f"note: {limit}", highlight=False, markup=False)
     else:
         typer.echo(f"NOT verified: {report.finding_count} finding(s); first: {report.first_finding()}")
 

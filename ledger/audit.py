@@ -41,7 +41,15 @@ from ledger.heap import HeapSettler
 from ledger.history import Movement, movement_row, movements
 from ledger.invariants import Finding, check_all
 from ledger.log import GENESIS_CHAIN, ChainHash, StoredEntry, chain_hash, decode_entry
-from ledger.merkle import Frontier, Hash, NodeReader, consistency_proof, leaf_hash, verify_consistency
+from ledger.merkle import (
+    Frontier,
+    Hash,
+    NodeReader,
+    consistency_proof,
+    frontier_from_last_leaf,
+    leaf_hash,
+    verify_consistency,
+)
 from ledger.note import NoteVerifier
 from ledger.state import RECORD_TYPES, Outcome, State
 from ledger.storage.tables import record_row
@@ -486,3 +494,89 @@ def _normalise_value(value: Any) -> Any:
     if isinstance(value, memoryview):
         return bytes(value)
     return value
+
+
+# --- an extension of a log already verified --------------------------------------------------------------
+
+EXTENSION_LIMITS = (
+    "signatures were checked against the public key each new entry carries; that the key was registered "
+    "to its actor and not revoked, the actor's role and every business rule need the state that only a "
+    "replay from entry 0 builds (run the full audit for those)",
+)
+
+
+def audit_extension(
+    *,
+    old_size: int,
+    old_root: bytes,
+    last_old: StoredEntry | None,
+    last_old_proof: Sequence[bytes],
+    new_size: int,
+    new_root: bytes,
+    entries: Iterator[StoredEntry],
+    progress: Callable[[int], None] | None = None,
+) -> AuditReport:
+    """Verify only the entries a log gained since a trusted checkpoint, with no earlier entry but the last.
+
+    The caller has checked both checkpoints' signatures and the consistency proof between them. Here:
+    (a) the old tree's frontier is rebuilt from its last entry and that entry's inclusion proof, so it is
+    proven to be the old tree's; (1) each new entry decodes, says its index, and its leaf hash is its
+    bytes'; (2) each names the chain hash its predecessor implies; (3) the new leaves extend the old
+    tree to exactly the new root; (5) each is signed by the key it carries. What needs the replayed
+    state (whose key that is, roles, rules) is not checked: `EXTENSION_LIMITS` says so in words.
+    """
+    report = AuditReport(checkpoints=2)
+    if old_size == 0 or last_old is None:
+        frontier, running_chain = Frontier.empty(), GENESIS_CHAIN
+    else:
+        try:
+            frontier = frontier_from_last_leaf(
+                leaf=last_old.leaf_hash, size=old_size, proof=last_old_proof, root=old_root
+            )
+            previous = decode_entry(last_old.data, index=old_size - 1)
+        except (ProofError, EncodingError) as exc:
+            report.add("checkpoints", f"the saved checkpoint's last entry does not check out: {exc}", old_size - 1)
+            return report
+        if leaf_hash(last_old.data) != last_old.leaf_hash:
+            report.add("encoding", "stored leaf hash does not match the entry's bytes", old_size - 1)
+            return report
+        running_chain = chain_hash(previous.prev_chain, last_old.leaf_hash)
+    expected = old_size
+    for stored in entries:
+        index = expected
+        if stored.index != index:
+            report.add("encoding", f"expected entry {index} next, found entry {stored.index}", index)
+        expected += 1
+        report.entries += 1
+        leaf = leaf_hash(stored.data)  # (1)
+        if stored.leaf_hash != leaf:
+            report.add("encoding", "stored leaf hash does not match the entry's bytes", index)
+        frontier.append(leaf)  # (3)
+        try:
+            entry = decode_entry(stored.data, index=index)
+        except EncodingError as exc:
+            report.add("encoding", str(exc).removeprefix(f"entry {index}: "), index)
+            continue
+        if entry.prev_chain != running_chain:  # (2)
+            report.add("chain", "the entry names another previous chain hash than the log's", index)
+        running_chain = chain_hash(running_chain, leaf)
+        if stored.chain_hash != running_chain:
+            report.add("chain", "stored chain hash does not follow from the previous entry", index)
+        try:  # (5)
+            nacl.signing.VerifyKey(entry.public_key).verify(signing_message(entry.body_bytes), entry.signature)
+            report.signatures_checked += 1
+        except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
+            report.add("signatures", "the entry's signature does not verify with the key it carries", index)
+        if progress is not None and report.entries % CHUNK == 0:
+            progress(report.entries)
+    if expected != new_size:
+        report.add("checkpoints", f"the new checkpoint covers {new_size} entries; {expected} were read", expected)
+    elif frontier.root() != new_root:
+        report.add(
+            "checkpoints",
+            f"the new entries do not extend the saved tree to the signed root {b64encode(new_root)} "
+            f"(they give {b64encode(frontier.root())})",
+            new_size - 1,
+        )
+    report.root_hash = frontier.root()
+    return report

@@ -304,6 +304,22 @@ def verify_inclusion(*, leaf: bytes, index: int, size: int, proof: Sequence[byte
         )
 
 
+def frontier_from_last_leaf(*, leaf: bytes, size: int, proof: Sequence[bytes], root: bytes) -> Frontier:
+    """The frontier of the tree of `size` leaves with `root`, from its LAST leaf and that leaf's inclusion proof.
+
+    The last leaf's audit path holds, bottom up, its left siblings inside the smallest perfect subtree
+    and then the roots of the larger perfect subtrees: exactly what a frontier is. So whoever trusts
+    `root` (a signed checkpoint) can extend the tree with new leaves without holding the old ones.
+    Raises `ProofError` when the proof does not lead to `root`.
+    """
+    verify_inclusion(leaf=leaf, index=size - 1, size=size, proof=proof, root=root)
+    inside = (size & -size).bit_length() - 1  # height of the smallest perfect subtree (lowest set bit)
+    subtree = bytes(leaf)
+    for sibling in proof[:inside]:
+        subtree = node_hash(sibling, subtree)
+    return Frontier(size, [Hash(bytes(h)) for h in reversed(proof[inside:])] + [Hash(subtree)])
+
+
 def verify_consistency(
     *, old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
 ) -> None:

@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
 from typer.testing import CliRunner, Result
 
 from cli.main import app
@@ -16,6 +17,7 @@ from ledger.keys import write_key_file
 from ledger.note import NoteSigner
 from tests.conftest import Story, log_signer
 from tests.ledger.scenario import ORIGIN, seeded_key
+from tests.ledger.test_audit import drop_triggers
 from tests.registry.live import free_port, serve
 
 VKEY = log_signer().verifier_key()
@@ -76,17 +78,20 @@ def test_an_auditor_with_the_url_and_the_vkey(story: Story, database_url: str, t
         assert since.exit_code == 0, since.stderr
         report = report_of(since)
         assert report["verified"] is True
-        assert report["entries"] == new_size
+        assert report["entries"] == report["signatures_checked"] == new_size - old_size  # only the new part
+        limits = report["since"].pop("limits")
         assert report["since"] == {
             "old_size": old_size,
             "new_size": new_size,
             "new_entries": new_size - old_size,
             "consistent": True,
         }
+        assert any("full audit" in limit for limit in limits)
         assert f"consistent: {old_size:,} -> {new_size:,}" in since.stderr
         human = cdcer("audit", "verify", "--url", url, "--vkey", VKEY, "--since", str(saved))
         assert human.exit_code == 0
-        assert f"{new_size - old_size:,} new since the saved checkpoint" in human.stdout
+        assert f"verified: {new_size - old_size:,} new entries ({old_size:,} -> {new_size:,})" in human.stdout
+        first_saved = saved.read_bytes()
 
         # a saved checkpoint that the registry's log does not extend: exit 1
         forged = tmp_path / "forged.note"
@@ -129,6 +134,21 @@ def test_an_auditor_with_the_url_and_the_vkey(story: Story, database_url: str, t
             b64encode(bytes(32)),
         )
         assert "is not consistent" in one_error_line(wrong_root, 1)
+
+        # a new entry altered in the database behind the registry: --since finds it at its index
+        altered = (old_size + new_size) // 2
+        drop_triggers(story.ledger.engine)
+        with story.ledger.engine.begin() as conn:
+            data = conn.execute(text("SELECT data FROM log_entries WHERE idx = :i"), {"i": altered}).scalar_one()
+            changed = bytes(data).replace(b'"v":1}', b'"v":7}')
+            conn.execute(text("UPDATE log_entries SET data = :d WHERE idx = :i"), {"d": changed, "i": altered})
+        old_note = tmp_path / "old.note"
+        old_note.write_bytes(first_saved)
+        caught = cdcer("audit", "verify", "--url", url, "--vkey", VKEY, "--since", str(old_note), "--json")
+        assert caught.exit_code == 1, caught.stderr
+        assert report_of(caught)["first_bad_index"] == altered
+        with story.ledger.engine.begin() as conn:  # put it back for what follows
+            conn.execute(text("UPDATE log_entries SET data = :d WHERE idx = :i"), {"d": bytes(data), "i": altered})
 
         # the same raw log from the URL and from the database
         by_url, by_db = tmp_path / "url.jsonl", tmp_path / "db.jsonl"

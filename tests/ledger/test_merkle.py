@@ -17,6 +17,7 @@ from ledger.merkle import (
     NodeId,
     NodeReader,
     consistency_proof,
+    frontier_from_last_leaf,
     inclusion_proof,
     inclusion_proofs,
     leaf_hash,
@@ -435,3 +436,34 @@ def test_batched_inclusion_proofs_equal_single_ones() -> None:
         assert batched == [inclusion_proof(store, i, size) for i in indexes]
     with pytest.raises(ProofError, match="leaf index 137 is not in a tree of 137 leaves"):
         inclusion_proofs(store, [3, 137], 137)
+
+
+def test_frontier_from_last_leaf_is_the_frontier_for_every_size() -> None:
+    store = MemoryNodeStore()
+    built = Frontier.empty()
+    leaves = [leaf_hash(str(i).encode()) for i in range(300)]
+    for size, leaf in enumerate(leaves, start=1):
+        store.put_nodes(built.append(leaf))
+        proof = inclusion_proof(store, size - 1, size)
+        rebuilt = frontier_from_last_leaf(leaf=leaf, size=size, proof=proof, root=built.root())
+        assert rebuilt == built
+        # Extending the rebuilt frontier gives the same roots as the real tree.
+        if size % 37 == 0:
+            ahead, real = Frontier(rebuilt.size, list(rebuilt.hashes)), Frontier(built.size, list(built.hashes))
+            for extra in leaves[:5]:
+                ahead.append(extra)
+                real.append(extra)
+            assert ahead.root() == real.root()
+
+
+def test_frontier_from_last_leaf_refuses_a_wrong_proof() -> None:
+    store = MemoryNodeStore()
+    built = Frontier.empty()
+    for i in range(13):
+        store.put_nodes(built.append(leaf_hash(bytes([i]))))
+    proof = inclusion_proof(store, 12, 13)
+    bad = [proof[0], bytes(32), *proof[2:]]
+    with pytest.raises(ProofError, match="root mismatch"):
+        frontier_from_last_leaf(leaf=leaf_hash(bytes([12])), size=13, proof=bad, root=built.root())
+    with pytest.raises(ProofError, match="root mismatch"):
+        frontier_from_last_leaf(leaf=leaf_hash(b"other"), size=13, proof=proof, root=built.root())
