@@ -21,6 +21,18 @@ from ledger.note import NoteVerifier
 from ledger.transactions import ParticipantRegister, Role, TransactionSigner
 
 
+@pytest.fixture(autouse=True)
+def _serve_leaves_no_settings_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cdcer serve` hands its settings to the server processes in the environment; undo that after each test.
+
+    Setting each variable first makes monkeypatch remember it as absent (or as it was), so a serve run in
+    process cannot leak its database or key file into a later test of the same worker.
+    """
+    for name in ("CDCER_DATABASE_URL", "CDCER_LOG_KEY_FILE"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+        monkeypatch.delenv(name)
+
+
 def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     result = CliRunner().invoke(app, list(args), env=env)
     return result.exit_code, result.stdout, result.stderr
