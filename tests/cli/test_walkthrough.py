@@ -1,0 +1,123 @@
+"""The README's five-minute walkthrough runs as written, in bash, against a real `cdcer serve`.
+
+The shell blocks of the walkthrough are taken from README.md itself, so the README cannot drift from what
+works. The first block (init, then serve) runs as the "first terminal": its serve line gets a free port
+instead of 8000, so tests can run side by side, and runs until the test ends. The other blocks run as the
+"second terminal" in one bash with ``set -euo pipefail``: every command must succeed, with the port changed
+the same way. The test runs in an empty folder whose ``.venv`` is this suite's virtual environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.registry.live import REPO_ROOT, free_port
+
+README = REPO_ROOT / "README.md"
+SECTION = "## A five-minute walkthrough"
+DEFAULT_ADDRESS = "127.0.0.1:8000"
+
+
+def walkthrough_blocks() -> list[str]:
+    """The ```sh blocks of the README's walkthrough section, in order."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index(SECTION)
+    end = text.find("\n## ", start + len(SECTION))
+    section = text[start : end if end != -1 else len(text)]
+    return re.findall(r"^```sh\n(.*?)^```$", section, flags=re.MULTILINE | re.DOTALL)
+
+
+def test_the_readme_has_the_walkthrough_blocks() -> None:
+    blocks = walkthrough_blocks()
+    assert len(blocks) >= 2
+    assert "cdcer serve" in blocks[0]
+    assert "cdcer certificate verify" in "".join(blocks[1:])
+
+
+@pytest.fixture
+def first_terminal(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """Block 1 run in `tmp_path`, its server on a free port; yields the folder and the registry's URL."""
+    (tmp_path / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
+    port = free_port()
+    script = walkthrough_blocks()[0]
+    serve_line = next(line for line in script.splitlines() if "cdcer serve" in line)
+    script = script.replace(serve_line, f"exec {serve_line} --port {port}")
+    output = tmp_path / "first-terminal.log"
+    with output.open("wb") as log:
+        server = subprocess.Popen(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=tmp_path,
+            env=_environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_served(server, url, output)
+        yield tmp_path, url
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+
+
+def test_the_walkthrough_runs_as_written(first_terminal: tuple[Path, str]) -> None:
+    folder, url = first_terminal
+    script = "\n".join(walkthrough_blocks()[1:]).replace(DEFAULT_ADDRESS, url.removeprefix("http://"))
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=folder,
+        env=_environment(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, f"the walkthrough failed:\n{done.stdout}\n{done.stderr}"
+    assert "verified" in done.stdout.lower()
+    # What the walkthrough says happened did happen, as the public registry tells it.
+    claims = httpx.get(f"{url}/v1/claims").json()["items"]
+    assert [(claim["id"], claim["event_id"], claim["footprint_kg"]) for claim in claims] == [("CN0001", "E0001", 9600)]
+    certificate = json.loads((folder / "CN0001.json").read_text(encoding="utf-8"))
+    assert (certificate["kind"], certificate["id"]) == ("claim", "CN0001")
+    retirements = httpx.get(f"{url}/v1/retirements").json()["items"]
+    assert [(retirement["quantity"], retirement["claim_id"]) for retirement in retirements] == [(10, "CN0001")]
+    assert (folder / "registry.checkpoint").read_text(encoding="utf-8").startswith("registry.example/cdcer\n")
+
+
+def _environment() -> dict[str, str]:
+    """The test's environment without any CDCER_ setting but the cheap key-file profile."""
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("CDCER_")}
+    environment["CDCER_KDF_PROFILE"] = os.environ.get("CDCER_KDF_PROFILE", "interactive")
+    return environment
+
+
+def _wait_until_served(server: subprocess.Popen[bytes], url: str, output: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"the first terminal's block stopped:\n{output.read_text(errors='replace')}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"cdcer serve did not answer within 60 s:\n{output.read_text(errors='replace')}")
