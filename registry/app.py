@@ -24,6 +24,7 @@ from registry.certificates import api as certificates_api
 from registry.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
 from registry.exports import api as exports_api
 from registry.log import api as log_api
+from registry.pages import api as pages_api
 from registry.public import api as public_api
 from registry.serials import api as serials_api
 from registry.settings import Settings
@@ -146,4 +147,5 @@ def create_app(settings: Settings, *, engine: Engine | None = None, ledger: Ledg
     app.include_router(serials_api.router)
     app.include_router(accounts_api.router)
     app.include_router(certificates_api.router)
+    app.include_router(pages_api.router)
     return app

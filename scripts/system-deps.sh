@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite needs when they are missing and we may install them.
+# Installs the Debian packages the test suite needs when they are missing and we may install them:
+# Go and golang.org/x/mod for the interop test, Chromium and CJK fonts for the browser tests.
 # Without root or apt-get it only says what is missing; the tests that need it then fail under CI=true.
 set -euo pipefail
 need=()
 command -v go >/dev/null 2>&1 || need+=(golang-go)
 [ -d /usr/share/gocode/src/golang.org/x/mod ] || need+=(golang-golang-x-mod-dev)
+# The browser tests drive Debian's Chromium (Playwright downloads no browser); the CJK fonts make the
+# Chinese pages legible in their screenshots.
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -d /usr/share/fonts/opentype/noto ] || need+=(fonts-noto-cjk)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "system-deps: installing ${need[*]}" >&2

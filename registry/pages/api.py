@@ -1,0 +1,288 @@
+"""The public pages: server-rendered HTML (Jinja2) in Chinese and English, readable without JavaScript.
+
+Every page reads one snapshot of the registry (``ConnDep``), like the JSON API it mirrors. Pages are
+left out of the OpenAPI document, which describes the API. A page that cannot be shown (an unknown id,
+a bad cursor) is an HTML page with the same status and the same message the API would give.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import func
+
+from registry.deps import ConnDep
+from registry.errors import RegistryError
+from registry.log import service as log_service
+from registry.pages import chart, i18n, pdf, qr, service
+from registry.public import repository
+from registry.public import service as public
+from registry.serials import service as serials
+
+router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+templates.env.filters["thousands"] = lambda value: f"{value:,}" if isinstance(value, int) else value
+
+PAGE_SIZE = 25
+ONE_YEAR = 60 * 60 * 24 * 365
+
+
+def render(request: Request, template: str, *, status_code: int = 200, **context: Any) -> Response:
+    """`template` in the request's language, with the language switch and the chosen language remembered."""
+    language = i18n.choose(request)
+    t = i18n.Translator(language)
+    switch = dict(request.query_params) | {"lang": t.other}
+    response = templates.TemplateResponse(
+        request,
+        template,
+        {"t": t, "lang": language, "switch_url": f"{request.url.path}?{urlencode(switch)}", **context},
+        status_code=status_code,
+    )
+    if request.query_params.get("lang") == language:
+        response.set_cookie(i18n.COOKIE, language, max_age=ONE_YEAR, samesite="lax")
+    return response
+
+
+def error_page(request: Request, error: RegistryError) -> Response:
+    return render(request, "error.html", status_code=error.status, status=error.status, detail=error.detail)
+
+
+# --- home, methodologies, projects --------------------------------------------------------------------
+
+
+@router.get("/")
+def home(request: Request, conn: ConnDep) -> Response:
+    t = i18n.Translator(i18n.choose(request))
+    activity = service.activity(conn)
+    period = t("period_year") if activity.period == "year" else t("period_month")
+    svg = chart.svg(
+        activity,
+        names={"issued": t("issued"), "retired": t("retired")},
+        title=t("over_time"),
+        description=t("chart_desc", period=period),
+    )
+    return render(request, "home.html", stats=repository.stats(conn), chart=svg if activity.labels else None)
+
+
+@router.get("/methodologies")
+def methodologies(request: Request, conn: ConnDep, cursor: str | None = None) -> Response:
+    try:
+        page = public.list_page(conn, "methodologies", where=[], cursor=cursor, limit=PAGE_SIZE)
+    except RegistryError as exc:
+        return error_page(request, exc)
+    return render(request, "methodologies.html", page=page)
+
+
+@router.get("/projects")
+def projects(
+    request: Request,
+    conn: ConnDep,
+    q: Annotated[str, Query(max_length=200)] = "",
+    methodology: str = "",
+    district: str = "",
+    state: str = "",
+    cursor: str | None = None,
+) -> Response:
+    table = repository.table("projects")
+    where = repository.equal(
+        "projects", methodology_code=methodology or None, district=district or None, state=state or None
+    )
+    if q.strip():
+        needle = q.strip().lower()
+        where.append(
+            func.lower(table.c.title).contains(needle, autoescape=True)
+            | func.lower(table.c.id).contains(needle, autoescape=True)
+        )
+    try:
+        page = public.list_page(conn, "projects", where=where, cursor=cursor, limit=PAGE_SIZE)
+    except RegistryError as exc:
+        return error_page(request, exc)
+    choices = {
+        "methodologies": sorted(
+            {row["code"] for row in repository.page(conn, "methodologies", where=[], after=None, limit=1000)}
+        ),
+        "districts": sorted(d for (d,) in conn.execute(table.select().with_only_columns(table.c.district).distinct())),
+        "states": ["submitted", "validated", "registered", "rejected", "changes_requested", "suspended", "closed"],
+    }
+    filters = {"q": q, "methodology": methodology, "district": district, "state": state}
+    next_url = None
+    if page.next_cursor is not None:
+        next_url = "/projects?" + urlencode({k: v for k, v in filters.items() if v} | {"cursor": page.next_cursor})
+    return render(request, "projects.html", page=page, filters=filters, choices=choices, next_url=next_url)
+
+
+@router.get("/projects/{project_id}")
+def project(request: Request, conn: ConnDep, project_id: str) -> Response:
+    try:
+        row = public.one(conn, "projects", [project_id], what="project", listing="/projects")
+    except RegistryError as exc:
+        return error_page(request, exc)
+    reports = repository.children(conn, "monitoring_reports", "project_id", project_id)
+    batches = repository.children(conn, "batches", "project_id", project_id)
+    t = i18n.Translator(i18n.choose(request))
+    history = [(row["submitted_at"], t("h_submitted"))]
+    history += [(r["submitted_at"], t("h_report", id=r["id"])) for r in reports]
+    history += [(b["issued_at"], t("h_issued", id=b["id"], quantity=f"{b['quantity']:,}")) for b in batches]
+    if row["updated_at"] != row["submitted_at"]:
+        history.append((row["updated_at"], t("h_updated", state=t.word("s", row["state"]))))
+    return render(request, "project.html", project=row, reports=reports, batches=batches, history=sorted(history))
+
+
+# --- serials, retirements ------------------------------------------------------------------------------
+
+
+@router.get("/serials")
+def serial_lookup(request: Request, conn: ConnDep, serial: Annotated[str, Query(max_length=200)] = "") -> Response:
+    found = None
+    status_code = 200
+    detail = None
+    if serial.strip():
+        try:
+            found = serials.history(conn, serial.strip())
+        except RegistryError as exc:
+            status_code, detail = exc.status, exc.detail
+    return render(request, "serial.html", status_code=status_code, serial=serial, found=found, detail=detail)
+
+
+@router.get("/retirements")
+def retirements(request: Request, conn: ConnDep, cursor: str | None = None) -> Response:
+    try:
+        page = public.list_page(conn, "retirements", where=[], cursor=cursor, limit=PAGE_SIZE)
+    except RegistryError as exc:
+        return error_page(request, exc)
+    return render(request, "retirements.html", page=page)
+
+
+# --- events and claims ---------------------------------------------------------------------------------
+
+
+@router.get("/events")
+def events(request: Request, conn: ConnDep, cursor: str | None = None) -> Response:
+    try:
+        page = public.list_page(conn, "events", where=[], cursor=cursor, limit=PAGE_SIZE)
+    except RegistryError as exc:
+        return error_page(request, exc)
+    return render(request, "events.html", page=page)
+
+
+@router.get("/events/{event_id}")
+def event(request: Request, conn: ConnDep, event_id: str) -> Response:
+    try:
+        row = public.one(conn, "events", [event_id], what="event", listing="/events")
+    except RegistryError as exc:
+        return error_page(request, exc)
+    retired = repository.page(
+        conn, "retirements", where=repository.equal("retirements", event_id=event_id), after=None, limit=1000
+    )
+    return render(request, "event.html", event=row, retirements=retired)
+
+
+@router.get("/claims")
+def claims(request: Request, conn: ConnDep, cursor: str | None = None) -> Response:
+    try:
+        page = public.list_page(conn, "claims", where=[], cursor=cursor, limit=PAGE_SIZE)
+    except RegistryError as exc:
+        return error_page(request, exc)
+    return render(request, "claims.html", page=page)
+
+
+def _claim_context(request: Request, conn: ConnDep, claim_id: str) -> dict[str, Any]:
+    row = public.one(conn, "claims", [claim_id], what="claim", listing="/claims")
+    event_row = repository.get(conn, "events", [row["event_id"]])
+    organiser = repository.get(conn, "participants", [row["organiser"]])
+    verification = service.verify_claim(conn, claim_id)
+    url = str(request.url_for("claim", claim_id=claim_id))
+    entries: list[tuple[int, str]] = []
+    if verification.certificate is not None:
+        entries = [(entry.index, entry.role) for entry in verification.certificate.entries]
+    return {
+        "claim": row,
+        "event": event_row,
+        "organiser": organiser,
+        "verification": verification,
+        "entries": entries,
+        "url": url,
+        "qr": qr.data_uri(url),
+    }
+
+
+@router.get("/claims/{claim_id}", name="claim")
+def claim(request: Request, conn: ConnDep, claim_id: str) -> Response:
+    try:
+        context = _claim_context(request, conn, claim_id)
+    except RegistryError as exc:
+        return error_page(request, exc)
+    return render(request, "claim.html", **context)
+
+
+@router.get("/claims/{claim_id}/certificate.pdf")
+def claim_pdf(request: Request, conn: ConnDep, claim_id: str) -> Response:
+    try:
+        context = _claim_context(request, conn, claim_id)
+    except RegistryError as exc:
+        return error_page(request, exc)
+    t = i18n.Translator(i18n.choose(request))
+    row, verification = context["claim"], context["verification"]
+    event_row, organiser = context["event"], context["organiser"]
+    event_name = event_row["name"] if event_row else row["event_id"]
+    organiser_name = organiser["name"] if organiser else row["organiser"]
+    facts = pdf.ClaimFacts(
+        claim_id=row["id"],
+        statement=t(
+            "claim_statement",
+            organiser=organiser_name,
+            event=event_name,
+            units=row["units"],
+            kg=f"{row['footprint_kg']:,}",
+        ),
+        rows=[
+            (t("event"), f"{event_name} ({row['event_id']})"),
+            (t("organiser"), f"{organiser_name} ({row['organiser']})"),
+            (t("dates"), f"{event_row['start_date']} – {event_row['end_date']}" if event_row else ""),
+            (t("units"), f"{row['units']:,}"),
+            (t("issued_at"), row["issued_time"]),
+            (t("entry"), f"#{row['entry']}"),
+        ],
+        footprint=[(t.word("f", source), kg) for source, kg in row["footprint"]],
+        footprint_kg=row["footprint_kg"],
+        blocks=row["blocks"],
+        entries=[(index, t.word("r", role)) for index, role in context["entries"]],
+        verification=_verification_text(t, verification),
+        url=context["url"],
+    )
+    return Response(
+        pdf.claim_pdf(facts, t),
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="{row["id"]}.pdf"'},
+    )
+
+
+def _verification_text(t: i18n.Translator, verification: service.Verification) -> str:
+    if verification.verified is None:
+        return f"{t('not_verified')}: {verification.reason}"
+    done = verification.verified
+    return f"{t('verified')}: " + t(
+        "verified_detail", count=len(done.entries), size=f"{done.checkpoint_size:,}", key=done.key_id
+    )
+
+
+# --- the log -------------------------------------------------------------------------------------------
+
+
+@router.get("/log")
+def log(request: Request, conn: ConnDep) -> Response:
+    return render(
+        request,
+        "log.html",
+        checkpoint=service.latest_checkpoint(conn),
+        size=log_service.log_size(conn),
+        base_url=str(request.base_url).rstrip("/"),
+    )
+
+
+__all__ = ["router"]

@@ -1,0 +1,258 @@
+"""The public pages' two languages: Chinese and English, chosen per request.
+
+The language is, in order: ``?lang=`` on the request, the ``lang`` cookie the language switch sets, the
+browser's ``Accept-Language``, and otherwise Chinese, the scheme's own language.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from starlette.requests import Request
+
+Language = Literal["zh", "en"]
+LANGUAGES: Final[tuple[Language, ...]] = ("zh", "en")
+DEFAULT: Final[Language] = "zh"
+COOKIE: Final = "lang"
+_BY_NAME: Final[dict[str, Language]] = {language: language for language in LANGUAGES}
+
+# Every text a page shows, by key: (Chinese, English). Domain words (states, purposes, sources) are here
+# too, so a page never shows a raw code where a person expects a word.
+TEXTS: Final[dict[str, tuple[str, str]]] = {
+    "site": ("碳惠天府 CDCER 登记簿", "CDCER registry · Tanhui Tianfu"),
+    "tagline": (
+        "每一份核证减排量的签发、转让和注销，任何人都能离线核验。",
+        "Every issuance, transfer and retirement of every credit, verifiable by anyone, offline.",
+    ),
+    "skip": ("跳到正文", "Skip to content"),
+    "nav": ("主导航", "Main navigation"),
+    "home": ("首页", "Home"),
+    "methodologies": ("方法学", "Methodologies"),
+    "projects": ("项目", "Projects"),
+    "serials": ("序列号查询", "Serial lookup"),
+    "retirements": ("注销", "Retirements"),
+    "events": ("活动与会议", "Events and meetings"),
+    "claims": ("碳中和声明", "Carbon-neutral claims"),
+    "log": ("账本", "The log"),
+    "language": ("语言", "Language"),
+    "switch_to": ("English", "中文"),
+    "totals": ("总计", "Totals"),
+    "projects_registered": ("已登记项目", "Registered projects"),
+    "units_issued": ("已签发 (tCO2e)", "Units issued (tCO2e)"),
+    "units_retired": ("已注销 (tCO2e)", "Units retired (tCO2e)"),
+    "units_cancelled": ("已作废 (tCO2e)", "Units cancelled (tCO2e)"),
+    "claims_count": ("碳中和声明", "Carbon-neutral claims"),
+    "over_time": ("签发与注销趋势", "Issuance and retirement over time"),
+    "issued": ("签发", "Issued"),
+    "retired": ("注销", "Retired"),
+    "chart_empty": ("尚无签发或注销。", "Nothing issued or retired yet."),
+    "chart_desc": ("按{period}统计的签发量与注销量（tCO2e）。", "Units issued and retired per {period} (tCO2e)."),
+    "period_year": ("年", "year"),
+    "period_month": ("月", "month"),
+    "code": ("代码", "Code"),
+    "version": ("版本", "Version"),
+    "title": ("名称", "Title"),
+    "sector": ("领域", "Sector"),
+    "status": ("状态", "Status"),
+    "document": ("文件 SHA-256", "Document SHA-256"),
+    "published_at": ("发布条目", "Published at entry"),
+    "search": ("搜索", "Search"),
+    "search_projects": ("按名称或编号搜索", "Search by title or id"),
+    "methodology": ("方法学", "Methodology"),
+    "district": ("区县", "District"),
+    "state": ("状态", "State"),
+    "any": ("全部", "Any"),
+    "filter": ("筛选", "Filter"),
+    "next_page": ("下一页", "Next page"),
+    "none_found": ("没有符合条件的记录。", "Nothing matches."),
+    "project": ("项目", "Project"),
+    "owner": ("业主", "Owner"),
+    "description": ("简介", "Description"),
+    "crediting_period": ("计入期", "Crediting period"),
+    "estimated": ("预计年减排量 (tCO2e)", "Estimated annual reductions (tCO2e)"),
+    "validator": ("审定机构", "Validator"),
+    "batches": ("签发批次", "Batches"),
+    "batch": ("批次", "Batch"),
+    "vintage": ("年份", "Vintage"),
+    "quantity": ("数量", "Quantity"),
+    "issued_time": ("签发时间", "Issued"),
+    "reports": ("监测报告", "Monitoring reports"),
+    "report": ("报告", "Report"),
+    "period": ("监测期", "Period"),
+    "claimed": ("申报 (tCO2e)", "Claimed (tCO2e)"),
+    "verified_qty": ("核证 (tCO2e)", "Verified (tCO2e)"),
+    "history": ("历程", "History"),
+    "entry": ("账本条目", "Log entry"),
+    "what": ("事项", "What"),
+    "h_submitted": ("项目提交", "Project submitted"),
+    "h_updated": ("最近一次状态变更：{state}", "Latest change of state: {state}"),
+    "h_report": ("监测报告 {id} 提交", "Monitoring report {id} submitted"),
+    "h_issued": ("批次 {id} 签发 {quantity} tCO2e", "Batch {id} issued: {quantity} tCO2e"),
+    "serial_label": ("序列号或序列号区间", "Serial or serial block"),
+    "serial_example": ("例如 CDCER-P0001-2023-001-000042", "e.g. CDCER-P0001-2023-001-000042"),
+    "look_up": ("查询", "Look up"),
+    "held_by": ("现持有", "Held now"),
+    "holder": ("持有者", "Holder"),
+    "block": ("序列号区间", "Serial block"),
+    "from": ("从", "From"),
+    "to": ("到", "To"),
+    "time": ("时间 (UTC)", "Time (UTC)"),
+    "beneficiary": ("受益方", "Beneficiary"),
+    "purpose": ("用途", "Purpose"),
+    "reason": ("理由", "Reason"),
+    "event": ("活动", "Event"),
+    "organiser": ("组织方", "Organiser"),
+    "kind": ("类型", "Kind"),
+    "venue": ("地点", "Venue"),
+    "dates": ("日期", "Dates"),
+    "attendees": ("预计人数", "Expected attendees"),
+    "footprint": ("碳足迹 (kgCO2e)", "Footprint (kgCO2e)"),
+    "footprint_final": ("最终碳足迹", "Final footprint"),
+    "footprint_planned": ("计划碳足迹", "Planned footprint"),
+    "source": ("排放源", "Source"),
+    "total": ("合计", "Total"),
+    "retired_units": ("已为其注销 (tCO2e)", "Units retired for it (tCO2e)"),
+    "claim": ("碳中和声明", "Carbon-neutral claim"),
+    "no_claim": ("尚无碳中和声明。", "No carbon-neutral claim yet."),
+    "claim_title": ("碳中和声明 {id}", "Carbon-neutral claim {id}"),
+    "claim_statement": (
+        "{organiser} 为“{event}”注销了 {units} 吨 CDCER，抵消其最终碳足迹 {kg} kgCO2e。",
+        "{organiser} retired {units} CDCER (t) for “{event}”, covering its final footprint of {kg} kgCO2e.",
+    ),
+    "units": ("注销量 (tCO2e)", "Units retired (tCO2e)"),
+    "issued_at": ("声明时间 (UTC)", "Claimed (UTC)"),
+    "retired_blocks": ("注销的序列号区间", "Retired serial blocks"),
+    "entries": ("所依据的账本条目", "The log entries it rests on"),
+    "role": ("作用", "Role"),
+    "verification": ("实时核验", "Live verification"),
+    "verified": ("已核验", "Verified"),
+    "not_verified": ("未通过核验", "Not verified"),
+    "verified_detail": (
+        "全部 {count} 个条目的包含证明均与最新签名检查点（大小 {size}）吻合，签名密钥 {key}。",
+        "All {count} entries' inclusion proofs match the latest signed checkpoint (size {size}), key {key}.",
+    ),
+    "checkpoint_size": ("检查点大小", "Checkpoint size"),
+    "key_id": ("登记簿密钥", "Registry key"),
+    "checked_at": ("核验时间 (UTC)", "Checked at (UTC)"),
+    "limits": ("离线核验无法证明、需完整审计的内容", "What only a full audit proves"),
+    "downloads": ("下载", "Downloads"),
+    "download_json": ("JSON 证明包（可离线核验）", "JSON proof bundle (verifies offline)"),
+    "download_pdf": ("PDF 证书", "PDF certificate"),
+    "qr_alt": ("打开本页的二维码：{url}", "QR code that opens this page: {url}"),
+    "verify_yourself": ("自行核验", "Verify it yourself"),
+    "checkpoint": ("最新签名检查点", "Latest signed checkpoint"),
+    "log_size": ("条目数", "Entries"),
+    "root_hash": ("根哈希", "Root hash"),
+    "signatures": ("签名", "Signatures"),
+    "signer": ("签名者", "Signer"),
+    "registry_signer": ("登记簿", "the registry"),
+    "witness": ("见证者", "witness"),
+    "no_cosignatures": ("该检查点尚无见证者联署。", "No witness has cosigned this checkpoint yet."),
+    "vkey": ("验证密钥", "Verifier key"),
+    "how_to_verify": ("用 cdcer 核验", "How to verify with cdcer"),
+    "how_to_text": (
+        "安装 cdcer 后，用登记簿的地址和验证密钥即可核验整个账本，并在以后只核验新增条目：",
+        "With cdcer installed, the registry's URL and its verifier key are all you need to verify the whole "
+        "log, and later only what is new:",
+    ),
+    "not_found": ("未找到", "Not found"),
+    "bad_request": ("请求有误", "Bad request"),
+    "error": ("出错了", "Something went wrong"),
+    "back_home": ("返回首页", "Back to the home page"),
+    "certificate": ("证书", "Certificate"),
+    "retirement": ("注销", "Retirement"),
+    "actions": ("操作", "Action"),
+    # states, purposes, kinds, sources, entry roles
+    "s_submitted": ("已提交", "submitted"),
+    "s_validated": ("已审定", "validated"),
+    "s_registered": ("已登记", "registered"),
+    "s_rejected": ("已驳回", "rejected"),
+    "s_changes_requested": ("需修改", "changes requested"),
+    "s_suspended": ("已暂停", "suspended"),
+    "s_closed": ("已关闭", "closed"),
+    "s_verified": ("已核证", "verified"),
+    "s_issued": ("已签发", "issued"),
+    "s_active": ("有效", "active"),
+    "s_withdrawn": ("已撤回", "withdrawn"),
+    "s_held": ("持有中", "held"),
+    "s_retired": ("已注销", "retired"),
+    "s_cancelled": ("已作废", "cancelled"),
+    "s_transferred": ("已转让", "transferred"),
+    "s_claimed": ("已用于声明", "claimed"),
+    "p_event": ("活动碳中和", "event"),
+    "p_organisation": ("机构碳中和", "organisation"),
+    "p_individual": ("个人碳中和", "individual"),
+    "p_voluntary": ("自愿注销", "voluntary"),
+    "k_conference": ("会议", "conference"),
+    "k_exhibition": ("展览", "exhibition"),
+    "k_sports": ("体育赛事", "sports"),
+    "k_performance": ("演出", "performance"),
+    "k_forum": ("论坛", "forum"),
+    "k_other": ("其他", "other"),
+    "f_venue_energy": ("场馆能耗", "venue energy"),
+    "f_attendee_transport": ("参会者交通", "attendee transport"),
+    "f_staff_transport": ("工作人员交通", "staff transport"),
+    "f_accommodation": ("住宿", "accommodation"),
+    "f_catering": ("餐饮", "catering"),
+    "f_materials": ("物料", "materials"),
+    "f_waste": ("废弃物", "waste"),
+    "f_other": ("其他", "other"),
+    "r_genesis": ("登记簿创立（验证密钥）", "registry genesis (its verifier key)"),
+    "r_key": ("签名密钥登记", "signing key registered"),
+    "r_role": ("角色授予", "role granted"),
+    "r_report": ("监测报告", "monitoring report"),
+    "r_verification": ("核查意见", "verification"),
+    "r_issuance": ("签发", "issuance"),
+    "r_event": ("活动登记", "event registered"),
+    "r_footprint": ("最终碳足迹申报", "final footprint declared"),
+    "r_retirement": ("注销", "retirement"),
+    "r_claim": ("碳中和声明", "carbon-neutral claim"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Translator:
+    """The texts of one language: ``t("key", name=value)`` fills ``{name}`` placeholders."""
+
+    language: Language
+
+    def __call__(self, key: str, /, **values: object) -> str:
+        zh, en = TEXTS[key]
+        text = zh if self.language == "zh" else en
+        return text.format(**values) if values else text
+
+    def word(self, prefix: str, code: str | None) -> str:
+        """A domain code (a state, purpose, kind or source) in words; an unknown code as it is."""
+        if code is None:
+            return ""
+        key = f"{prefix}_{code}"
+        return self(key) if key in TEXTS else code.replace("_", " ")
+
+    @property
+    def other(self) -> Language:
+        return "en" if self.language == "zh" else "zh"
+
+
+def choose(request: Request) -> Language:
+    """The language of this request's page (see the module docstring)."""
+    for candidate in (request.query_params.get("lang"), request.cookies.get(COOKIE)):
+        if candidate is not None and candidate in _BY_NAME:
+            return _BY_NAME[candidate]
+    return _from_accept_language(request.headers.get("accept-language", ""))
+
+
+def _from_accept_language(header: str) -> Language:
+    best: tuple[float, Language] | None = None
+    for part in header.split(","):
+        name, _, params = part.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                continue
+        primary = _BY_NAME.get(name.strip().lower().split("-")[0])
+        if primary is not None and (best is None or quality > best[0]):
+            best = (quality, primary)
+    return best[1] if best is not None else DEFAULT

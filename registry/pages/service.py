@@ -1,0 +1,115 @@
+"""What the public pages show, gathered from the projections and the log; no HTML here.
+
+The claim page's verification is the offline check any holder of the certificate can run
+(`ledger.certificate.verify_certificate`), run by the registry on a certificate built from its database
+as it is now, against its latest signed checkpoint and the verifier key its genesis recorded. A damaged
+entry, a missing proof node or a checkpoint that does not verify makes it say "not verified", with the
+reason, instead of failing the page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, func, select
+
+from ledger.certificate import Certificate, VerifiedCertificate, build_certificate, verify_certificate
+from ledger.checkpoint import open_checkpoint
+from ledger.errors import LedgerError
+from ledger.note import NoteSignature, NoteVerifier
+from ledger.storage import store
+from registry.errors import NotFound
+from registry.log import service as log_service
+from registry.pages import chart
+from registry.public import repository
+
+
+def activity(conn: Connection) -> chart.Series:
+    """Units issued (by batch issuance time) and retired (by retirement time), summed per month in SQL."""
+    batches, retirements = repository.table("batches"), repository.table("retirements")
+
+    def monthly(time_column: object, quantity_column: object) -> list[tuple[str, int]]:
+        month = func.substr(time_column, 1, 7)
+        rows = conn.execute(select(month, func.sum(quantity_column)).group_by(month))
+        return [(str(label), int(total)) for label, total in rows]
+
+    return chart.series(
+        monthly(batches.c.issued_time, batches.c.quantity),
+        monthly(retirements.c.retired_time, retirements.c.quantity),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """The outcome of checking a certificate now: `verified` with the checkpoint, or the reason it is not."""
+
+    checked_at: datetime
+    certificate: Certificate | None
+    verified: VerifiedCertificate | None
+    reason: str | None
+
+
+def verify_claim(conn: Connection, claim_id: str) -> Verification:
+    """Build claim `claim_id`'s certificate from the database and verify it with the registry's key."""
+    now = datetime.now(UTC)
+    certificate: Certificate | None = None
+    try:
+        vkey = store.get_meta(conn, "vkey")
+        if vkey is None:
+            return Verification(now, None, None, "the registry has no verifier key (it has not been founded)")
+        certificate = build_certificate(conn, "claim", claim_id)
+        if certificate is None:
+            return Verification(now, None, None, f"no claim {claim_id!r}")
+        return Verification(now, certificate, verify_certificate(certificate.to_bytes(), vkey), None)
+    except LedgerError as exc:
+        return Verification(now, certificate, None, str(exc))
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureView:
+    name: str
+    key_id: str
+    is_registry: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointView:
+    """The latest signed checkpoint as a page shows it; `problem` says why it did not verify."""
+
+    note: str
+    origin: str
+    size: int
+    root_hash: str
+    vkey: str
+    signatures: tuple[SignatureView, ...]
+    problem: str | None
+
+
+def latest_checkpoint(conn: Connection) -> CheckpointView | None:
+    """The latest checkpoint with its cosignatures, verified with the registry's key; None before any."""
+    try:
+        note = log_service.signed_checkpoint(conn)
+    except NotFound:  # an empty log has no checkpoint yet
+        return None
+    vkey = store.get_meta(conn, "vkey") or ""
+    text = note.decode("utf-8", errors="replace")
+    try:
+        verifier = NoteVerifier.from_vkey(vkey)
+        signed = open_checkpoint(note, verifier)
+    except LedgerError as exc:
+        return CheckpointView(text, "", 0, "", vkey, (), str(exc))
+    return CheckpointView(
+        note=text,
+        origin=signed.checkpoint.origin,
+        size=signed.checkpoint.size,
+        root_hash=signed.checkpoint.root_hash.hex(),
+        vkey=vkey,
+        signatures=tuple(_signature(s, verifier) for s in signed.note.signatures),
+        problem=None,
+    )
+
+
+def _signature(signature: NoteSignature, registry: NoteVerifier) -> SignatureView:
+    is_registry = signature.name == registry.name and signature.key_id == registry.key_id
+    return SignatureView(signature.name, signature.key_id.hex(), is_registry)

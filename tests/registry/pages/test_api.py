@@ -1,0 +1,220 @@
+"""The public pages over HTTP, on SQLite and PostgreSQL: both languages, strict HTML, errors, the claim page.
+
+The browser-driven checks (navigation, the QR code, accessibility) are in `test_browser.py`.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+
+import html5lib
+import pytest
+from pypdf import PdfReader
+from sqlalchemy import text
+
+from ledger.storage import store
+from ledger.storage.engine import read_transaction
+from registry.pages import chart
+from registry.pages.i18n import TEXTS
+from tests.ledger.test_audit import drop_triggers
+from tests.registry.pages.conftest import Demo
+
+PAGES = (
+    "/",
+    "/methodologies",
+    "/projects",
+    "/projects?q=pv",
+    "/projects?state=registered&district=Pidu",
+    "/projects/P0001",
+    "/serials",
+    "/serials?serial=CDCER-P0001-2023-001-000001",
+    "/retirements",
+    "/events",
+    "/events/E0001",
+    "/claims",
+    "/claims/CN0001",
+    "/log",
+)
+
+
+def in_language(path: str, lang: str) -> str:
+    """`path` with ``lang=`` added to its query (httpx's params= would replace the query)."""
+    return f"{path}{'&' if '?' in path else '?'}lang={lang}"
+
+
+def strict_parse(html: str) -> None:
+    """Raise html5lib's ParseError at the first parse error (strict mode)."""
+    html5lib.HTMLParser(strict=True, namespaceHTMLElements=False).parse(html)
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_answers_in_both_languages_as_strict_html(demo: Demo, path: str, lang: str) -> None:
+    response = demo.client.get(in_language(path, lang))
+    assert response.status_code == 200, response.text[:500]
+    assert response.headers["content-type"].startswith("text/html")
+    strict_parse(response.text)
+    assert f'<html lang="{"zh-CN" if lang == "zh" else "en"}">' in response.text
+    home, _ = TEXTS["home"] if lang == "zh" else TEXTS["home"][::-1]
+    assert f">{home}</a>" in response.text  # the navigation is in the page's language
+    other = "English" if lang == "zh" else "中文"
+    assert f">{other}</a>" in response.text  # and offers the other one
+
+
+def test_the_language_follows_the_browser_then_sticks_once_chosen(demo: Demo) -> None:
+    client = demo.client
+    client.cookies.clear()
+    assert '<html lang="zh-CN">' in client.get("/", headers={"Accept-Language": "zh-CN,zh;q=0.9"}).text
+    assert '<html lang="en">' in client.get("/", headers={"Accept-Language": "en-GB,en;q=0.8,zh;q=0.5"}).text
+    assert '<html lang="zh-CN">' in client.get("/", headers={"Accept-Language": "fr"}).text  # the scheme's own
+    chosen = client.get("/", params={"lang": "en"}, headers={"Accept-Language": "zh"})
+    assert chosen.cookies.get("lang") == "en"
+    assert '<html lang="en">' in client.get("/projects", headers={"Accept-Language": "zh"}).text
+    client.cookies.clear()
+
+
+def test_the_switch_keeps_the_page_and_its_filters(demo: Demo) -> None:
+    page = demo.client.get("/projects", params={"lang": "zh", "state": "registered"}).text
+    switch = re.search(r'<a class="lang" href="([^"]+)"', page)
+    assert switch is not None
+    assert switch.group(1).replace("&amp;", "&") == "/projects?lang=en&state=registered"
+
+
+def test_the_home_page_shows_the_totals_and_a_chart(demo: Demo) -> None:
+    stats = demo.client.get("/v1/stats").json()
+    page = demo.client.get("/", params={"lang": "en"}).text
+    for figure in (stats["units_issued"], stats["units_retired"], stats["units_cancelled"], stats["claims"]):
+        assert f"<strong>{figure:,}</strong>" in page
+    svg = re.search(r"<svg .*?</svg>", page, flags=re.DOTALL)
+    assert svg is not None
+    assert 'role="img"' in svg.group(0)
+    assert '<title id="chart-title">Issuance and retirement over time</title>' in svg.group(0)
+    assert f"Issued: {stats['units_issued']:,}" in svg.group(0)  # one period: the demo ran just now
+
+
+def test_the_chart_sums_by_month_or_by_year() -> None:
+    monthly = chart.series([("2024-01-05T00:00:00Z", 5), ("2024-01-20T00:00:00Z", 7)], [("2024-03-01T00:00:00Z", 2)])
+    assert (monthly.period, monthly.labels, monthly.issued, monthly.retired) == (
+        "month",
+        ("2024-01", "2024-03"),
+        (12, 0),
+        (0, 2),
+    )
+    yearly = chart.series([("2021-01-01T00:00:00Z", 1), ("2023-06-01T00:00:00Z", 2)], [("2024-02-01T00:00:00Z", 3)])
+    assert (yearly.period, yearly.labels, yearly.issued, yearly.retired) == (
+        "year",
+        ("2021", "2023", "2024"),
+        (1, 2, 0),
+        (0, 0, 3),
+    )
+    drawn = chart.svg(yearly, names={"issued": "Issued", "retired": "Retired"}, title="T", description="D")
+    assert drawn.count("<rect") == 3 * 2 + 2  # two bars per period and two legend keys
+    strict_parse(f"<!DOCTYPE html><html lang=en><title>t</title><body>{drawn}</body></html>")
+
+
+def test_projects_search_and_filters(demo: Demo) -> None:
+    everything = demo.client.get("/v1/projects", params={"limit": 500}).json()["items"]
+    registered = {p["id"] for p in everything if p["state"] == "registered"}
+    page = demo.client.get("/projects", params={"state": "registered", "lang": "en"}).text
+    shown = set(re.findall(r'<a href="/projects/([^"]+)">', page))
+    assert shown == registered
+    first = everything[0]
+    word = first["title"].split()[0]
+    found = demo.client.get("/projects", params={"q": word.upper(), "lang": "en"}).text
+    assert f'href="/projects/{first["id"]}"' in found  # case-insensitive
+    assert "Nothing matches." in demo.client.get("/projects", params={"q": "%_ no such project", "lang": "en"}).text
+
+
+def test_a_project_page_has_its_batches_reports_and_history(demo: Demo) -> None:
+    project = demo.client.get("/v1/projects/P0001").json()
+    page = demo.client.get("/projects/P0001", params={"lang": "en"}).text
+    for batch in project["batches"]:
+        assert f"<td>{batch['id']}</td>" in page
+    for report in project["reports"]:
+        assert f"<td>{report['id']}</td>" in page
+        assert f"Monitoring report {report['id']} submitted" in page
+    assert f"#{project['submitted_at']}</a></td><td>Project submitted" in page
+
+
+def test_a_serial_lookup_shows_its_history(demo: Demo) -> None:
+    serial = "CDCER-P0001-2023-001-000001"
+    history = demo.client.get(f"/v1/serials/{serial}").json()["history"]
+    page = demo.client.get("/serials", params={"serial": serial, "lang": "en"}).text
+    for movement in history:
+        assert f"#{movement['entry']}</td>" in page
+    assert ">issued<" in page
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "message"),
+    [
+        ("/projects/P9999", 404, "no project 'P9999' in the registry"),
+        ("/events/E9999", 404, "no event 'E9999'"),
+        ("/claims/CN9999", 404, "no claim 'CN9999'"),
+        ("/claims/CN9999/certificate.pdf", 404, "no claim 'CN9999'"),
+        ("/projects?cursor=garbage", 400, "is not a cursor of this list"),
+        ("/serials?serial=not-a-serial", 400, "not-a-serial"),
+    ],
+)
+def test_what_cannot_be_shown_is_a_page_that_says_why(demo: Demo, path: str, status: int, message: str) -> None:
+    response = demo.client.get(in_language(path, "en"))
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("text/html")
+    assert message in html.unescape(response.text)
+    strict_parse(response.text)
+
+
+def test_the_claim_page_verifies_against_the_latest_checkpoint(demo: Demo) -> None:
+    claim = demo.client.get("/v1/claims/CN0001").json()
+    page = demo.client.get("/claims/CN0001", params={"lang": "en"}).text
+    size = demo.ledger.size()
+    assert '<p class="verdict" id="verdict">✓ Verified</p>' in page
+    assert f'<dd id="checkpoint-size">{size}</dd>' in page
+    key_id = demo.client.get("/v1/log/vkey").text.strip().rsplit("+", 1)[0]
+    assert f'<dd class="mono" id="key-id">{key_id}</dd>' in page
+    assert f'id="footprint-total">{claim["footprint_kg"]:,}</td>' in page
+    for block in claim["blocks"]:
+        assert block in page
+    assert f"#{claim['entry']}</td><td>carbon-neutral claim" in page
+    assert 'src="data:image/svg+xml' in page  # the QR code (decoded in the browser test)
+    chinese = demo.client.get("/claims/CN0001", params={"lang": "zh"}).text
+    assert "✓ 已核验" in chinese
+
+
+def test_the_claim_pdf_carries_the_facts(demo: Demo) -> None:
+    claim = demo.client.get("/v1/claims/CN0001").json()
+    for lang in ("en", "zh"):
+        response = demo.client.get("/claims/CN0001/certificate.pdf", params={"lang": lang})
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/pdf"
+        assert response.headers["content-disposition"] == 'attachment; filename="CN0001.pdf"'
+        reader = PdfReader(io.BytesIO(response.content))
+        words = " ".join(page.extract_text() for page in reader.pages)
+        assert "CN0001" in words
+        assert f"{claim['footprint_kg']:,} kgCO2e" in words
+        assert "http://testserver/claims/CN0001" in words
+        for block in claim["blocks"]:
+            assert block in words
+
+
+def test_a_claim_whose_entry_was_tampered_with_is_not_verified(private_demo: Demo) -> None:
+    claim = private_demo.client.get("/v1/claims/CN0001").json()
+    engine = private_demo.ledger.engine
+    drop_triggers(engine)
+    with read_transaction(engine) as conn:
+        (stored,) = store.read_entries(conn, claim["entry"], claim["entry"] + 1)
+    original = stored.data
+    forged = original.replace(b'"CN0001"', b'"CN0002"') if b'"CN0001"' in original else original[:-2] + b" }"
+    assert forged != original
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE log_entries SET data = :d WHERE idx = :i"), {"d": forged, "i": claim["entry"]})
+    page = private_demo.client.get("/claims/CN0001", params={"lang": "en"})
+    assert page.status_code == 200
+    assert '<p class="verdict" id="verdict">✗ Not verified</p>' in page.text
+    reason = re.search(r'<p id="reason">(.*?)</p>', page.text, flags=re.DOTALL)
+    assert reason is not None
+    assert f"entry {claim['entry']}" in reason.group(1), reason.group(1)
+    strict_parse(page.text)
+    assert "✗ 未通过核验" in private_demo.client.get("/claims/CN0001", params={"lang": "zh"}).text

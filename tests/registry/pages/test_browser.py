@@ -1,0 +1,160 @@
+"""The public pages in a real browser: Debian's headless Chromium, driven by Playwright, against `cdcer serve`.
+
+A visitor goes from the home page to a project, to an event, to its claim certificate; the live
+verification says verified; the QR code, decoded from a screenshot, is the page's own address; the PDF
+downloads and carries the claim. Every page, in both languages, passes an axe-core scan without a
+serious or critical violation. Screenshots go to ``test-output/screenshots/`` (``CDCER_TEST_OUTPUT``).
+
+Nothing downloads a browser: Playwright launches ``/usr/bin/chromium`` (``CDCER_CHROMIUM``), which
+``scripts/system-deps.sh`` installs from Debian. Without it these tests fail, saying so.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import zxingcpp
+from axe_playwright_python.sync_playwright import Axe
+from PIL import Image
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from pypdf import PdfReader
+
+from ledger.keys import write_key_file
+from tests.conftest import Databases
+from tests.ledger.scenario import ORIGIN, seeded_key
+from tests.registry.live import REPO_ROOT, serve
+from tests.registry.pages.conftest import demo_url
+from tests.registry.pages.test_api import PAGES, in_language
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path(os.environ.get("CDCER_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_FLAGS = [
+    "--no-sandbox",  # CI runs as root
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",  # this machine's network is closed: no update or sync calls
+    "--disable-component-update",
+    "--disable-sync",
+]
+SERIOUS = {"serious", "critical"}
+
+
+def output_dir() -> Path:
+    folder = Path(os.environ.get("CDCER_TEST_OUTPUT", REPO_ROOT / "test-output")) / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`cdcer serve` over a demo registry on SQLite; yields its base URL."""
+    folder = tmp_path_factory.mktemp("browser")
+    databases = Databases("sqlite", folder)
+    url = demo_url(databases, folder)
+    log_key = folder / "registry-log.key"
+    write_key_file(log_key, seeded_key("log"), passphrase=None)
+    try:
+        with serve(url, log_key) as base:
+            yield base
+    finally:
+        databases.drop(url)
+        databases.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"no Chromium at {CHROMIUM}: install Debian's chromium (bash scripts/system-deps.sh)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(locale="en-GB", viewport={"width": 1100, "height": 900}, accept_downloads=True)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def test_from_the_home_page_to_a_verified_claim(site: str, page: Page) -> None:
+    shots = output_dir()
+    page.goto(f"{site}/?lang=en")
+    expect(page.locator("h1")).to_have_text("CDCER registry · Tanhui Tianfu")
+    page.screenshot(path=shots / "home-en.png", full_page=True)
+
+    page.get_by_role("navigation").get_by_role("link", name="Projects").click()
+    expect(page.locator("h1")).to_have_text("Projects")
+    page.locator("table a[href^='/projects/']").first.click()
+    expect(page.locator("h1")).to_contain_text("P0001")
+    expect(page.get_by_role("heading", name="Batches")).to_be_visible()
+    page.screenshot(path=shots / "project-en.png", full_page=True)
+
+    page.get_by_role("navigation").get_by_role("link", name="Events and meetings").click()
+    page.locator("table a[href^='/events/']").first.click()
+    expect(page.locator("h1")).to_contain_text("E0001")
+    page.screenshot(path=shots / "event-en.png", full_page=True)
+
+    page.locator("dd a[href^='/claims/']").click()
+    expect(page.locator("h1")).to_have_text("Carbon-neutral claim CN0001")
+    expect(page.locator("#verdict")).to_have_text("✓ Verified")
+    size = page.locator("#checkpoint-size").inner_text()
+    assert int(size) > 0
+    assert page.locator("#key-id").inner_text().startswith(f"{ORIGIN}+")
+    page.screenshot(path=shots / "claim-en.png", full_page=True)
+
+    # The QR code on the page opens the page.
+    page.locator("#qr").screenshot(path=shots / "claim-qr.png")
+    decoded = zxingcpp.read_barcodes(Image.open(shots / "claim-qr.png"))
+    assert [code.text for code in decoded] == [page.url]
+
+    # The PDF downloads and carries the claim id and the footprint.
+    footprint = page.locator("#footprint-total").inner_text()
+    with page.expect_download() as download_info:
+        page.locator("#download-pdf").click()
+    download = download_info.value
+    assert download.suggested_filename == "CN0001.pdf"
+    pdf = Path(download.path()).read_bytes()
+    (shots.parent / "CN0001.pdf").write_bytes(pdf)
+    text = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages)
+    assert "CN0001" in text
+    assert f"{footprint} kgCO2e" in text
+
+
+def test_the_pages_work_in_chinese_and_on_a_phone(site: str, browser: Browser) -> None:
+    context = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844}, is_mobile=True)
+    try:
+        phone = context.new_page()
+        phone.goto(f"{site}/claims/CN0001")
+        expect(phone.locator("html")).to_have_attribute("lang", "zh-CN")
+        expect(phone.locator("#verdict")).to_have_text("✓ 已核验")
+        width = phone.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"the page is {width} px wide on a 390 px phone"
+        phone.screenshot(path=output_dir() / "claim-zh-phone.png", full_page=True)
+        phone.get_by_role("link", name="English").click()
+        expect(phone.locator("#verdict")).to_have_text("✓ Verified")
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_no_serious_accessibility_violation_on_any_page(site: str, page: Page, lang: str) -> None:
+    found = {}
+    for path in PAGES:
+        page.goto(site + in_language(path, lang))
+        violations = Axe().run(page).response["violations"]
+        serious = [f"{v['id']} ({v['impact']}): {v['help']}" for v in violations if v.get("impact") in SERIOUS]
+        if serious:
+            found[path] = serious
+    assert not found, found
