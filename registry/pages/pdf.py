@@ -1,7 +1,7 @@
 """The claim certificate as a PDF (ReportLab): the same facts as the page, its verification and QR code.
 
-Latin text is set in Helvetica; any text with Chinese characters in the STSong-Light CID font that every
-PDF reader has, so nothing is embedded and the claim id and figures stay extractable text.
+Latin text is set in Helvetica and Chinese in the STSong-Light CID font that every PDF reader has, run by
+run, so nothing is embedded and the claim id and figures stay extractable text.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def claim_pdf(facts: ClaimFacts, t: Translator) -> bytes:
     canvas.setAuthor(t("site"))
     canvas.setSubject(facts.url)
     writer = _Writer(canvas)
-    writer.text(t("site"), size=10)
+    writer.text(t("site"), size=10, gap=8)
     writer.text(t("claim_title", id=facts.claim_id), size=18, gap=8)
     writer.qr(facts.url)
     writer.paragraph(facts.statement, size=11)
@@ -87,9 +87,11 @@ class _Writer:
         if self.y < _MARGIN + size:
             self.canvas.showPage()
             self.y = self.height - _MARGIN
-        font = _CJK_FONT if any(ord(ch) > 0x2000 for ch in line) else "Helvetica"
-        self.canvas.setFont(font, size)
-        self.canvas.drawString(_MARGIN, self.y, line)
+        x = _MARGIN
+        for font, run in _runs(line):
+            self.canvas.setFont(font, size)
+            self.canvas.drawString(x, self.y, run)
+            x += pdfmetrics.stringWidth(run, font, size)
         self.y -= max(_LINE, size * 1.3) + gap
 
     def heading(self, line: str) -> None:
@@ -97,13 +99,12 @@ class _Writer:
         self.text(line, size=12)
 
     def paragraph(self, text: str, *, size: float) -> None:
-        """`text` wrapped to the page width (by words, or by characters for Chinese)."""
-        font = _CJK_FONT if any(ord(ch) > 0x2000 for ch in text) else "Helvetica"
-        room = self.width - 2 * _MARGIN - 130  # beside the QR code
+        """`text` wrapped to the page width beside the QR code (by words, or by characters for Chinese)."""
+        room = self.width - 2 * _MARGIN - 130
         line = ""
         for piece in _pieces(text):
             candidate = line + piece
-            if line and pdfmetrics.stringWidth(candidate, font, size) > room:
+            if line and _width(candidate, size) > room:
                 self.text(line.rstrip(), size=size)
                 line = piece.lstrip()
             else:
@@ -125,12 +126,32 @@ class _Writer:
                     self.canvas.rect(left + (c + 4) * cell, top - (r + 5) * cell, cell, cell, stroke=0, fill=1)
 
 
+def _is_cjk(ch: str) -> bool:
+    return ord(ch) >= 0x2E80 or ch in "“”‘’"
+
+
+def _runs(line: str) -> list[tuple[str, str]]:
+    """`line` cut into runs of one font: Helvetica for Latin text, STSong-Light for Chinese."""
+    runs: list[tuple[str, str]] = []
+    for ch in line:
+        font = _CJK_FONT if _is_cjk(ch) else "Helvetica"
+        if runs and runs[-1][0] == font:
+            runs[-1] = (font, runs[-1][1] + ch)
+        else:
+            runs.append((font, ch))
+    return runs
+
+
+def _width(line: str, size: float) -> float:
+    return sum(pdfmetrics.stringWidth(run, font, size) for font, run in _runs(line))
+
+
 def _pieces(text: str) -> list[str]:
     """Words with their trailing space; each Chinese character is a piece of its own."""
     pieces: list[str] = []
     word = ""
     for ch in text:
-        if ord(ch) > 0x2000:
+        if _is_cjk(ch):
             if word:
                 pieces.append(word)
                 word = ""
