@@ -143,7 +143,7 @@ def _runs(line: str) -> list[tuple[str, str]]:
 
 
 def _width(line: str, size: float) -> float:
-    return sum(pdfmetrics.stringWidth(run, font, size) for font, run in _runs(line))
+    return sum(float(pdfmetrics.stringWidth(run, font, size)) for font, run in _runs(line))
 
 
 def _pieces(text: str) -> list[str]:
