@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Debian packages the suite uses (Go toolchain and golang.org/x/mod for the interop test).
+# Debian packages the suite uses (Go and golang.org/x/mod for the interop test, Chromium for the pages).
 system-deps:
 	@bash scripts/system-deps.sh
 
@@ -38,6 +38,7 @@ run: install
 	@[ -f data/registry-log.key ] || $(BIN)/cdcer init --plain-keys
 	@[ -d data/demo-keys ] || $(BIN)/cdcer demo
 	@echo "Where to look, once it serves:"
+	@echo "  public pages      http://127.0.0.1:8000/  (a claim certificate: http://127.0.0.1:8000/claims/CN0001)"
 	@echo "  API docs          http://127.0.0.1:8000/docs"
 	@echo "  signed checkpoint http://127.0.0.1:8000/v1/log/checkpoint"
 	@echo "  verifier key      http://127.0.0.1:8000/v1/log/vkey"

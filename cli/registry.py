@@ -109,7 +109,7 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
 ) -> None:
-    """Run the registry's HTTP API."""
+    """Run the registry: its HTTP API and its public pages."""
     import uvicorn
 
     if log_key_file is None and Path("data/registry-log.key").exists():
@@ -128,7 +128,7 @@ def serve(
         fail(str(exc), EXIT_OPERATIONAL)
     except LedgerError as exc:
         fail(str(exc), EXIT_USAGE)
-    err.print(f"serving {database} on http://{host}:{port} (API docs: http://{host}:{port}/docs)")
+    err.print(f"serving {database} on http://{host}:{port} (public pages: http://{host}:{port}/, API docs: /docs)")
     try:
         # registry.access_log writes one JSON line per request; uvicorn's own access log would repeat it.
         uvicorn.run("registry.main:app", host=host, port=port, workers=workers, log_level="info", access_log=False)
