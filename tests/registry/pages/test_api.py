@@ -8,16 +8,23 @@ from __future__ import annotations
 import html
 import io
 import re
+from datetime import UTC, datetime
 
 import html5lib
 import pytest
 from pypdf import PdfReader
 from sqlalchemy import text
 
+from ledger.checkpoint import CosignatureSigner
+from ledger.ledger import Receipt
+from ledger.note import parse_note
 from ledger.storage import store
 from ledger.storage.engine import read_transaction
+from ledger.transactions import TransactionSigner, WitnessRegister
 from registry.pages import chart
 from registry.pages.i18n import TEXTS
+from tests.conftest import AUTHORITY
+from tests.ledger.scenario import ORIGIN, seeded_key
 from tests.ledger.test_audit import drop_triggers
 from tests.registry.pages.conftest import Demo
 
@@ -44,9 +51,9 @@ def in_language(path: str, lang: str) -> str:
     return f"{path}{'&' if '?' in path else '?'}lang={lang}"
 
 
-def strict_parse(html: str) -> None:
+def strict_parse(document: str) -> None:
     """Raise html5lib's ParseError at the first parse error (strict mode)."""
-    html5lib.HTMLParser(strict=True, namespaceHTMLElements=False).parse(html)
+    html5lib.HTMLParser(strict=True, namespaceHTMLElements=False).parse(document)
 
 
 @pytest.mark.parametrize("lang", ["zh", "en"])
@@ -218,3 +225,30 @@ def test_a_claim_whose_entry_was_tampered_with_is_not_verified(private_demo: Dem
     assert f"entry {claim['entry']}" in reason.group(1), reason.group(1)
     strict_parse(page.text)
     assert "✗ 未通过核验" in private_demo.client.get("/claims/CN0001", params={"lang": "zh"}).text
+
+
+def test_the_log_page_shows_the_checkpoint_and_its_witnesses(private_demo: Demo) -> None:
+    client = private_demo.client
+    witness = CosignatureSigner("witness.test/sichuan-university", seeded_key("witness").seed)
+    authority = TransactionSigner(ORIGIN, AUTHORITY, seeded_key(AUTHORITY))
+    now = datetime.now(UTC)
+    (receipt,) = private_demo.ledger.submit(
+        [authority.sign(WitnessRegister(vkey=witness.verifier_key()), at=now)], now=now
+    )
+    assert isinstance(receipt, Receipt)
+    before = client.get("/log", params={"lang": "en"}).text
+    assert "No witness has cosigned this checkpoint yet." in before
+    note = client.get("/v1/log/checkpoint").content
+    size = int(parse_note(note).text.splitlines()[1])
+    line = witness.cosign(parse_note(note).text, int(now.timestamp())).line()
+    assert client.post("/v1/log/cosignatures", json={"size": size, "cosignature": line}).status_code == 201
+    page = client.get("/log", params={"lang": "en"}).text
+    strict_parse(page)
+    assert f'<dd id="checkpoint-size">{size}</dd>' in page
+    assert "<td>witness.test/sichuan-university</td>" in page
+    assert "<td>witness</td>" in page
+    assert "<td>the registry</td>" in page
+    assert "No witness has cosigned" not in page
+    vkey = client.get("/v1/log/vkey").text.strip()
+    assert f'<dd class="mono" id="vkey">{vkey}</dd>' in page
+    assert 'cdcer audit verify --url http://testserver --vkey "$CDCER_VKEY"' in page
