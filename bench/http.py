@@ -1,0 +1,275 @@
+"""HTTP load benchmark: concurrent clients submit pre-signed transfers to `cdcer serve` over loopback.
+
+    python -m bench.http --engine sqlite --clients 32 --transfers 20000
+    python -m bench.http --engine postgres --clients 32 --transfers 20000 --workers 2
+
+The registry is built fresh (64 accounts holding 1,000,000 units each), every transfer is signed before
+the clock starts (so the load generator measures the server, not its own signing), and the server runs
+exactly as an operator starts it (``cdcer serve``, in its own process). The clients are asyncio tasks
+over keep-alive connections in one process, on the same 2-core machine as the server: the load generator
+is included in the figures, as the targets require.
+
+Printed figures: accepted transfers per second and the p50 / p99 latency of a full receipt (entry,
+signed checkpoint and inclusion proof), beside raw limits measured in the same run: PyNaCl verifications
+per second per core, plain inserts per second on the same database, and an empty FastAPI endpoint's
+requests per second through the same client. Nothing here asserts a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from bench.ledger import ORIGIN, World, key_for, presign_transfers, raw_sqlite_insert_rate, raw_verify_rate, setup
+from ledger.keys import write_key_file
+from ledger.ledger import Ledger
+from ledger.note import NoteSigner
+from ledger.storage.engine import make_engine
+from ledger.storage.schema import upgrade
+
+DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# --- the database -------------------------------------------------------------------------------------
+
+
+def fresh_database(engine_kind: str, folder: Path, postgres_url: str) -> str:
+    """An empty database of the kind asked for: a new SQLite file, or a recreated PostgreSQL database."""
+    if engine_kind == "sqlite":
+        path = folder / "http-bench.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return f"sqlite:///{path}"
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text('DROP DATABASE IF EXISTS "cdcer_bench_http" WITH (FORCE)'))
+        conn.execute(text('CREATE DATABASE "cdcer_bench_http"'))
+    admin.dispose()
+    return make_url(postgres_url).set(database="cdcer_bench_http").render_as_string(hide_password=False)
+
+
+def raw_postgres_insert_rate(url: str, rows: int = 100_000, batch: int = 1000) -> float:
+    """Plain inserts per second into an unlogged-free, ordinary PostgreSQL table, one commit per batch."""
+    engine = create_engine(url)
+    payload, digest = os.urandom(700), os.urandom(32)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS raw_inserts"))
+        conn.execute(text("CREATE TABLE raw_inserts (idx BIGINT PRIMARY KEY, data BYTEA NOT NULL, h BYTEA NOT NULL)"))
+    start = time.perf_counter()
+    for first in range(0, rows, batch):
+        with engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO raw_inserts VALUES (:i, :d, :h)"),
+                [{"i": i, "d": payload, "h": digest} for i in range(first, first + batch)],
+            )
+    rate = rows / (time.perf_counter() - start)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE raw_inserts"))
+    engine.dispose()
+    return rate
+
+
+# --- servers ---------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def server(command: list[str], port: int, env: dict[str, str]) -> Iterator[str]:
+    """Run a server command in its own process group until the block ends; yield its base URL."""
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                if process.poll() is not None:
+                    output.seek(0)
+                    raise SystemExit(f"bench: the server stopped:\n{output.read().decode(errors='replace')}")
+                try:
+                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise SystemExit("bench: the server did not answer within 60 s")
+                time.sleep(0.2)
+            yield base
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
+
+
+EMPTY_APP = """
+from fastapi import FastAPI
+app = FastAPI()
+
+@app.post("/empty")
+def empty() -> dict[str, int]:
+    return {"ok": 1}
+
+@app.get("/healthz")
+def healthz() -> dict[str, int]:
+    return {"ok": 1}
+"""
+
+
+# --- the load ---------------------------------------------------------------------------------------------
+
+
+async def _load(url: str, bodies: list[bytes], clients: int, expect: int) -> tuple[float, list[float], int, int]:
+    """POST every body with `clients` concurrent tasks; (seconds, latencies of accepted, accepted, other)."""
+    queue = iter(bodies)
+    latencies: list[float] = []
+    other = 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    headers = {"content-type": "application/json"}
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+
+        async def worker() -> None:
+            nonlocal other
+            for body in queue:
+                t0 = time.perf_counter()
+                response = await client.post(url, content=body, headers=headers)
+                elapsed = time.perf_counter() - t0
+                if response.status_code == expect:
+                    latencies.append(elapsed)
+                else:
+                    other += 1
+                    if other <= 3:
+                        log(f"  unexpected {response.status_code}: {response.text[:200]}")
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        seconds = time.perf_counter() - start
+    return seconds, latencies, len(latencies), other
+
+
+def load(url: str, bodies: list[bytes], clients: int, expect: int) -> dict[str, float]:
+    seconds, latencies, accepted, other = asyncio.run(_load(url, bodies, clients, expect))
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(len(latencies) * p))] * 1000 if latencies else float("nan")
+
+    return {
+        "seconds": seconds,
+        "accepted": accepted,
+        "other": other,
+        "rate": accepted / seconds,
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "mean_ms": statistics.mean(latencies) * 1000 if latencies else float("nan"),
+    }
+
+
+# --- the run ------------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.http")
+    parser.add_argument("--engine", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--transfers", type=int, default=20_000)
+    parser.add_argument("--workers", type=int, default=1, help="server processes (uvicorn workers)")
+    parser.add_argument("--postgres-url", default=os.environ.get("CDCER_BENCH_POSTGRES_URL", DEFAULT_POSTGRES))
+    parser.add_argument("--folder", type=Path, default=Path("bench-data"))
+    args = parser.parse_args()
+    args.folder.mkdir(parents=True, exist_ok=True)
+    cores = os.cpu_count() or 1
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDCER_")}
+
+    log("raw limits: signature verifications, plain inserts, an empty endpoint")
+    verify_rate = raw_verify_rate()
+    url = fresh_database(args.engine, args.folder, args.postgres_url)
+    if args.engine == "sqlite":
+        with tempfile.TemporaryDirectory(dir=args.folder) as scratch:
+            insert_rate = raw_sqlite_insert_rate(Path(scratch))
+    else:
+        insert_rate = raw_postgres_insert_rate(url)
+    empty_port = free_port()
+    with tempfile.TemporaryDirectory() as scratch:
+        (Path(scratch) / "empty_app.py").write_text(EMPTY_APP)
+        empty_cmd = [sys.executable, "-m", "uvicorn", "--app-dir", scratch, "empty_app:app", "--port", str(empty_port)]
+        empty_cmd += ["--workers", str(args.workers), "--log-level", "warning", "--no-access-log"]
+        with server(empty_cmd, empty_port, env) as base:
+            empty = load(f"{base}/empty", [b"{}"] * min(args.transfers, 20_000), args.clients, 200)
+
+    log(f"building the registry on {args.engine} and signing {args.transfers:,} transfers")
+    engine = make_engine(url)
+    upgrade(engine)
+    ledger = Ledger(engine, NoteSigner(ORIGIN, key_for("log").seed))
+    world: World = setup(ledger)
+    engine.dispose()
+    rng = random.Random(1)
+    bodies = [json.dumps(tx.to_json()).encode() for tx in presign_transfers(world, args.transfers, rng)]
+    key_file = args.folder / "http-bench-log.key"
+    key_file.unlink(missing_ok=True)
+    write_key_file(key_file, key_for("log"), passphrase=None)
+
+    port = free_port()
+    command = [sys.executable, "-m", "cli", "serve", "--database", url, "--log-key-file", str(key_file)]
+    command += ["--port", str(port), "--workers", str(args.workers)]
+    log(f"serving with {args.workers} process(es); {args.clients} clients sending")
+    with server(command, port, env) as base:
+        warm = max(200, args.transfers // 20)
+        load(f"{base}/v1/transactions", bodies[:warm], args.clients, 201)
+        result = load(f"{base}/v1/transactions", bodies[warm:], args.clients, 201)
+
+    def row(name: str, value: str, ratio: str = "") -> None:
+        print(f"{name:<52} {value:>14}   {ratio}")
+
+    print(
+        f"\ncdcer HTTP benchmark: {args.engine}, {args.workers} server process(es), {args.clients} clients, "
+        f"{len(bodies) - warm:,} measured transfers, {cores} cores (load generator on the same machine)"
+    )
+    row("raw: PyNaCl verifications/s per core", f"{verify_rate:,.0f}")
+    row(f"raw: plain {args.engine} inserts/s (commit per 1,000)", f"{insert_rate:,.0f}")
+    row("raw: empty FastAPI endpoint, requests/s", f"{empty['rate']:,.0f}", f"p99 {empty['p99_ms']:.1f} ms")
+    row(
+        "accepted signed transfers/s",
+        f"{result['rate']:,.0f}",
+        f"{result['rate'] / empty['rate']:.2f} x empty endpoint, {result['rate'] / verify_rate:.2f} x one core's"
+        f" verifications, {result['rate'] / insert_rate:.3f} x plain inserts",
+    )
+    row("receipt latency p50 (ms)", f"{result['p50_ms']:.1f}")
+    row("receipt latency p99 (ms)", f"{result['p99_ms']:.1f}")
+    row("refused or failed", f"{result['other']:,.0f}")
+
+
+if __name__ == "__main__":
+    main()
