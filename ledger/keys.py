@@ -335,6 +335,8 @@ def _parse(data: bytes, where: str) -> dict[str, Any]:
         raise KeyFileError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
         document = json.loads(text, object_pairs_hook=_refuse_duplicates, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise KeyFileError(f"{where}: not a cdcer key file (JSON nested too deeply)") from None
     except (json.JSONDecodeError, ValueError) as exc:
         raise KeyFileError(f"{where}: not valid JSON ({exc})") from None
     if not isinstance(document, dict):

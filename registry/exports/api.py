@@ -22,7 +22,7 @@ from registry.exports import service
 from registry.exports.service import CANCELLATIONS, ISSUANCES, RETIREMENTS, Export, ExportFormat
 from registry.public import repository
 from registry.public import service as public_service
-from registry.public.api import Since, Until
+from registry.public.api import Since, Until, Vintage
 from registry.public.repository import Condition
 
 router = APIRouter(prefix="/v1/exports", tags=["exports"])
@@ -76,7 +76,7 @@ def export_issuances(
     format: Format,
     project: Annotated[str | None, Query(description="batches of this project")] = None,
     methodology: Annotated[str | None, Query(description="batches of projects under this methodology code")] = None,
-    vintage: int | None = None,
+    vintage: Vintage = None,
     since: Since = None,
     until: Until = None,
 ) -> StreamingResponse:

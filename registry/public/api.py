@@ -38,6 +38,7 @@ T = TypeVar("T", bound=BaseModel)
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="items per page")]
 Cursor = Annotated[str | None, Query(description="the next_cursor of the previous page; omit for the first")]
+Vintage = Annotated[int | None, Query(ge=0, le=9999, description="batches of this vintage (a year)")]
 Since = Annotated[datetime | None, Query(description="from this time (inclusive; UTC unless a zone is given)")]
 Until = Annotated[datetime | None, Query(description="before this time (exclusive; UTC unless a zone is given)")]
 
@@ -131,7 +132,7 @@ def get_project(conn: ConnDep, project_id: str) -> ProjectDetail:
 def list_batches(
     conn: ConnDep,
     project: str | None = None,
-    vintage: int | None = None,
+    vintage: Vintage = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[BatchOut]:

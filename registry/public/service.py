@@ -39,12 +39,12 @@ def decode_key(cursor: str, types: Sequence[type]) -> list[Any]:
     """The key a cursor carries, one value of each of `types`; BadRequest for anything else."""
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         key = None
     if (
         not isinstance(key, list)
         or len(key) != len(types)
-        or not all(type(value) is kind for value, kind in zip(key, types, strict=True))
+        or not all(type(value) is kind and _storable(value) for value, kind in zip(key, types, strict=True))
     ):
         raise BadRequest(
             f"cursor {cursor!r} is not a cursor of this list; pass the next_cursor of the previous page, "
@@ -52,6 +52,11 @@ def decode_key(cursor: str, types: Sequence[type]) -> list[Any]:
             "invalid-cursor",
         )
     return key
+
+
+def _storable(value: Any) -> bool:
+    """Whether a key value fits the databases: an integer beyond BIGINT names no row (and SQLite cannot bind it)."""
+    return not isinstance(value, int) or -(2**63) <= value < 2**63
 
 
 def list_page(conn: Connection, table: str, *, where: Sequence[Condition], cursor: str | None, limit: int) -> Page:
