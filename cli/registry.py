@@ -1,15 +1,29 @@
-"""`cdcer init` and `cdcer serve`: create a registry, and run its HTTP API."""
+"""`cdcer init` and `cdcer serve`: create a registry, and run its HTTP API.
+
+`cdcer serve` runs uvicorn with limits against abusive clients: each connection must deliver each whole
+request (head and body) within ``--request-timeout`` seconds or is answered 408 and closed
+(`GuardedH11Protocol`: uvicorn itself waits forever for a request that never completes, so silent or
+trickling sockets would pile up until they exhaust the connection limit or the file descriptors); an idle
+keep-alive connection is closed after ``--keep-alive-timeout`` seconds; a request head is at most 16 KiB;
+past ``--limit-concurrency`` connections or requests in flight, new requests are answered 503 at once
+(connections still sending their request count too, until their deadline). Request bodies are limited by
+the app (``CDCER_MAX_BODY_BYTES``).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import os
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import h11
 import typer
 from sqlalchemy.engine import make_url
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from cli.console import EXIT_OPERATIONAL, EXIT_USAGE, err, fail
 from ledger.errors import KeyFileError, LedgerError, StorageError
@@ -20,10 +34,14 @@ from ledger.storage import store
 from ledger.storage.engine import make_engine, read_transaction
 from ledger.storage.schema import require_current, upgrade
 from registry.app import ledger_from_settings
+from registry.errors import PROBLEM_MEDIA_TYPE, PROBLEM_TYPE_BASE
 from registry.settings import Settings
 
 DEFAULT_DATABASE = "sqlite:///data/registry.db"
 LOG_KEY_PASSPHRASE = "CDCER_LOG_KEY_PASSPHRASE"
+MAX_REQUEST_HEAD_BYTES = 16 * 1024
+"""The request line and headers together (uvicorn answers 400 beyond it); RFC 9421 signatures need ~1 KiB."""
+_DEFAULTS = Settings.model_fields
 
 
 def _passphrase(variable: str, what: str, *, plain: bool) -> str | None:
@@ -100,6 +118,74 @@ def init(
     typer.echo(f"authority {authority_id}: key {authority_key.key_id} in {authority_file}")
 
 
+@functools.cache
+def _request_timeout() -> float:
+    """This server process's request deadline (`cdcer serve` hands it to its workers in the environment)."""
+    return Settings().request_timeout
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, with a deadline for receiving each request, head and body.
+
+    The clock starts when the connection starts waiting for a request (when it opens, and after each
+    response) and stops once the whole request has arrived. When it runs out, a request begun is answered
+    408 (a problem document) and the connection closed; a connection that sent nothing is just closed.
+    A request body cut off this way reads as a disconnected client in the app.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._watch()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _waiting(self) -> bool:
+        """Whether the client owes us (part of) a request."""
+        return self.conn.their_state in (h11.IDLE, h11.SEND_BODY) and not self.transport.is_closing()
+
+    def _watch(self) -> None:
+        if not self._waiting():
+            self._disarm()
+        elif self._deadline is None:
+            self._deadline = self.loop.call_later(_request_timeout(), self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if not self._waiting():
+            return
+        begun = self.conn.their_state is h11.SEND_BODY or bool(self.conn.trailing_data[0])
+        answered = self.cycle is not None and self.cycle.response_started and self.conn.their_state is h11.SEND_BODY
+        if begun and not answered:
+            detail = f"the request did not arrive whole within the request timeout of {_request_timeout():g} s"
+            problem = {"type": PROBLEM_TYPE_BASE + "request-timeout", "title": "Request timeout", "status": 408}
+            body = json.dumps({**problem, "detail": detail}).encode()
+            head = (
+                "HTTP/1.1 408 Request Timeout\r\n"
+                f"content-type: {PROBLEM_MEDIA_TYPE}\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
+            )
+            self.transport.write(head.encode() + body)
+        self.transport.close()
+
+
 def serve(
     database: Annotated[str, typer.Option("--database", "-d", envvar="CDCER_DATABASE_URL")] = DEFAULT_DATABASE,
     log_key_file: Annotated[
@@ -108,6 +194,26 @@ def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
+    request_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            envvar="CDCER_REQUEST_TIMEOUT",
+            help="Seconds a connection has to send each whole request (head and body); then 408 and closed.",
+        ),
+    ] = _DEFAULTS["request_timeout"].default,
+    keep_alive_timeout: Annotated[
+        int,
+        typer.Option(min=1, envvar="CDCER_KEEP_ALIVE_TIMEOUT", help="Seconds an idle keep-alive connection stays."),
+    ] = _DEFAULTS["keep_alive_timeout"].default,
+    limit_concurrency: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            envvar="CDCER_LIMIT_CONCURRENCY",
+            help="Connections or requests in flight per server process beyond which new requests get 503.",
+        ),
+    ] = _DEFAULTS["limit_concurrency"].default,
 ) -> None:
     """Run the registry: its HTTP API and its public pages."""
     import uvicorn
@@ -129,8 +235,20 @@ def serve(
     except LedgerError as exc:
         fail(str(exc), EXIT_USAGE)
     err.print(f"serving {database} on http://{host}:{port} (public pages: http://{host}:{port}/, API docs: /docs)")
+    os.environ["CDCER_REQUEST_TIMEOUT"] = str(request_timeout)  # read by GuardedH11Protocol in every worker
     try:
         # registry.access_log writes one JSON line per request; uvicorn's own access log would repeat it.
-        uvicorn.run("registry.main:app", host=host, port=port, workers=workers, log_level="info", access_log=False)
+        uvicorn.run(
+            "registry.main:app",
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="info",
+            access_log=False,
+            http=GuardedH11Protocol,
+            timeout_keep_alive=keep_alive_timeout,
+            limit_concurrency=limit_concurrency,
+            h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
+        )
     except OSError as exc:
         fail(f"cannot serve on {host}:{port}: {exc}", EXIT_OPERATIONAL)

@@ -29,6 +29,7 @@ from registry.public import api as public_api
 from registry.serials import api as serials_api
 from registry.settings import Settings
 from registry.transactions import api as transactions_api
+from registry.transactions import service as transactions_service
 from registry.transactions.schemas import request_body_schemas
 from registry.transactions.sequencer import Sequencer
 
@@ -136,6 +137,11 @@ def create_app(settings: Settings, *, engine: Engine | None = None, ledger: Ledg
     app.extra_schemas = request_body_schemas()
     install_error_handlers(app)
     app.state.metrics = metrics.Metrics(engine)
+    # The write path's gate before the sequencer: cheap checks, then the signature (read-only registries: unused).
+    app.state.admission = transactions_service.Admission(engine if ledger is None else ledger.engine)
+    app.state.metrics.registry.register(
+        transactions_service.WritePathCollector(app.state.admission, lambda: app.state.sequencer)
+    )
     app.add_middleware(metrics.MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(access_log.AccessLogMiddleware)  # outermost: logs what the client got
     app.include_router(health.router)

@@ -19,6 +19,13 @@ class Settings(BaseSettings):
     # ledger handed to the app, the registry is read-only.
     log_key_file: Path | None = None
     max_body_bytes: int = 65536
+    # `cdcer serve`'s connection limits (uvicorn's, and the request deadline of `cli.registry.GuardedH11Protocol`):
+    # a connection must deliver each whole request (head and body) within request_timeout seconds; an idle
+    # keep-alive connection is closed after keep_alive_timeout seconds; past limit_concurrency connections or
+    # requests in flight per server process, new requests are answered 503 at once.
+    request_timeout: float = 30.0
+    keep_alive_timeout: int = 5
+    limit_concurrency: int = 1000
     # Group commit: the sequencer waits this long for more transactions, or until max_batch are pending.
     batch_wait_ms: float = 2.0
     max_batch: int = 500

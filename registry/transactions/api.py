@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi import status as http
 
 from registry.deps import SequencerDep, SettingsDep
@@ -14,6 +14,14 @@ from registry.transactions.errors import REFUSAL_STATUSES
 from registry.transactions.schemas import SCHEMA_REF, ReceiptOut
 
 router = APIRouter(prefix="/v1", tags=["transactions"])
+
+
+def get_admission(request: Request) -> service.Admission:
+    """The app's gate before its sequencer (`service.Admission`)."""
+    return cast(service.Admission, request.app.state.admission)
+
+
+AdmissionDep = Annotated[service.Admission, Depends(get_admission)]
 
 _REQUEST_BODY = {
     "required": True,
@@ -37,18 +45,22 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
         "signature over the body's RFC 8785 canonical bytes, the actor's key and role and every rule, then "
         "appends it under a signed checkpoint. 201: appended. 200: this exact transaction was already in "
         "the log (nothing appended, the original entry's receipt). A refusal is a problem whose `type` ends "
-        "with the rule's code (e.g. `insufficient_units`)."
+        "with the rule's code (e.g. `insufficient_units`). The cheap checks come first (size, JSON, schema, "
+        "origin, time, nonce, the actor's key and role); the signature is verified only after them, and only "
+        "a transaction whose signature verifies waits for the log's write lock."
     ),
     openapi_extra={"requestBody": _REQUEST_BODY},
     responses=_RESPONSES,
 )
 async def post_transaction(
-    request: Request, response: Response, settings: SettingsDep, sequencer: SequencerDep
+    request: Request, response: Response, settings: SettingsDep, sequencer: SequencerDep, admission: AdmissionDep
 ) -> ReceiptOut:
+    # Cheapest first (see `service`): size, JSON, schema; then one read and the signature; then the write lock.
     raw = await service.read_body(
         request.stream(), declared_length=request.headers.get("content-length"), limit=settings.max_body_bytes
     )
     tx = service.parse_signed_transaction(raw)
+    await service.admit(admission, tx)
     receipt = await service.append(sequencer, tx)
     if receipt.duplicate:
         response.status_code = http.HTTP_200_OK

@@ -48,6 +48,8 @@ class Sequencer:
         self._thread = threading.Thread(target=self._run, name="cdcer-sequencer", daemon=True)
         self.batches = 0
         """Batches submitted to the ledger so far (for tests and metrics)."""
+        self.submitted = 0
+        """Transactions handed to `submit` so far (for tests and metrics)."""
 
     def start(self) -> None:
         self._thread.start()
@@ -59,6 +61,7 @@ class Sequencer:
             if self._closed:
                 raise SequencerClosed("the registry is shutting down; send the transaction again later")
             self._queue.put(_Pending(tx, future))
+            self.submitted += 1
         return future
 
     def close(self, timeout: float | None = 30.0) -> None:
