@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -174,6 +174,12 @@ class RemoteSource:
     def projection_rows(self, table: str) -> Iterator[dict[str, Any]] | None:
         return None
 
+    def entry_index_rows(self) -> Iterator[dict[str, Any]] | None:
+        return None  # a registry's database index is not served; only its entries are audited
+
+    def registry_meta(self) -> Mapping[str, str] | None:
+        return None
+
     def movement_rows(self) -> Iterator[dict[str, Any]] | None:
         return None
 
@@ -222,6 +228,12 @@ class ExportSource:
         return None
 
     def projection_rows(self, table: str) -> Iterator[dict[str, Any]] | None:
+        return None
+
+    def entry_index_rows(self) -> Iterator[dict[str, Any]] | None:
+        return None  # a registry's database index is not served; only its entries are audited
+
+    def registry_meta(self) -> Mapping[str, str] | None:
         return None
 
     def movement_rows(self) -> Iterator[dict[str, Any]] | None:

@@ -17,12 +17,17 @@ state and a bounded window of nonces, and reports every finding with the entry i
 (6) roles: the actor was active and had the role the transaction kind needs;
 (7) replay: applying every entry to a fresh state passes every rule, and every invariant of SPEC
     section 3 holds at the end;
-(8) projections: the database's projection tables equal the replayed state, row for row, and its
-    unit movements (the serials' histories) equal those the replay derives, entry by entry.
+(8) projections: the database's projection tables equal the replayed state, row for row, its
+    unit movements (the serials' histories) equal those the replay derives, entry by entry, the columns
+    the store keeps beside each entry's bytes (acceptance time, actor, nonce, kind, transaction hash:
+    what receipts of re-sent transactions and certificates are looked up by) equal the entry's own, and
+    the registry's recorded origin and verifier key are those its genesis entry names.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -40,7 +45,7 @@ from ledger.errors import EncodingError, LedgerError, NoteError, ProofError, Rul
 from ledger.heap import HeapSettler
 from ledger.history import Movement, movement_row, movements
 from ledger.invariants import Finding, check_all
-from ledger.log import GENESIS_CHAIN, ChainHash, StoredEntry, chain_hash, decode_entry
+from ledger.log import GENESIS_CHAIN, ChainHash, Entry, StoredEntry, chain_hash, decode_entry
 from ledger.merkle import (
     Frontier,
     Hash,
@@ -53,7 +58,7 @@ from ledger.merkle import (
 from ledger.note import NoteVerifier
 from ledger.state import RECORD_TYPES, Outcome, State
 from ledger.storage.tables import record_row
-from ledger.transactions import RegistryGenesis, TransactionBody, signing_message
+from ledger.transactions import RegistryGenesis, TransactionBody, format_utc, signing_message
 
 MAX_REPORTED_FINDINGS = 1000
 PARALLEL_THRESHOLD = 4096  # below this many entries, verifying inline beats starting workers
@@ -86,6 +91,13 @@ class AuditSource(Protocol):
 
     def movement_rows(self) -> Iterator[dict[str, Any]] | None:
         """The stored unit movements in (entry, batch, first) order, if the source has them (step 8)."""
+
+    def entry_index_rows(self) -> Iterator[dict[str, Any]] | None:
+        """The columns stored beside each entry (``idx``, ``accepted_at``, ``actor``, ``nonce``, ``kind``,
+        ``tx_hash``) in index order, if the source has them (step 8)."""
+
+    def registry_meta(self) -> Mapping[str, str] | None:
+        """The registry's recorded settings (``origin``, ``vkey``), if the source has them (step 8)."""
 
 
 @dataclass(slots=True)
@@ -219,6 +231,8 @@ def audit(
     checker = _SignatureChecker(report, workers)
     stored_moves = source.movement_rows()
     moves = None if stored_moves is None else _MovementCheck(stored_moves, report)
+    stored_index = source.entry_index_rows()
+    index_check = None if stored_index is None else _EntryIndexCheck(stored_index, report)
     heap = HeapSettler(every=100_000)
     try:
         for stored in source.entries():
@@ -258,6 +272,8 @@ def audit(
                 state.skip(index)
             else:
                 applied = _replay(entry, index, state, report, checker, verifier)
+            if index_check is not None:
+                index_check.expect(index, entry)  # (8) the columns stored beside the entry
             if moves is not None:
                 # (8) the serials' histories, entry by entry, so memory stays flat whatever the log's length
                 moves.expect(index, [] if applied is None else movements(index, *applied))
@@ -292,7 +308,77 @@ def audit(
     _check_projections(source, state, report)
     if moves is not None:
         moves.finish()
+    if index_check is not None:
+        index_check.finish()
+    _check_registry_meta(source.registry_meta(), state, report)
     return report
+
+
+_INDEX_COLUMNS = ("accepted_at", "actor", "nonce", "kind", "tx_hash")
+
+
+class _EntryIndexCheck:
+    """Step (8) for the columns stored beside each entry: a merge of the stored rows with the log, in order."""
+
+    def __init__(self, rows: Iterator[dict[str, Any]], report: AuditReport) -> None:
+        self.rows = rows
+        self.report = report
+        self.pending: dict[str, Any] | None = next(rows, None)
+
+    def expect(self, index: int, entry: Entry | None) -> None:
+        while self.pending is not None and int(self.pending["idx"]) < index:
+            self.pending = next(self.rows, None)  # a row for an entry the log does not have: reported there
+        row = self.pending
+        if row is None or int(row["idx"]) != index:
+            self.report.add("index", "the log's index has no row for this entry", index)
+            return
+        self.pending = next(self.rows, None)
+        if entry is None:
+            return  # the entry itself is reported as undecodable
+        derived = _index_columns(entry)
+        if derived is None:
+            return  # the transaction does not parse: reported by the replay
+        for column in _INDEX_COLUMNS:
+            stored = bytes(row[column]) if column == "tx_hash" else row[column]
+            if stored != derived[column]:
+                shown = stored.hex()[:12] + "…" if isinstance(stored, bytes) else repr(stored)
+                wanted = derived[column].hex()[:12] + "…" if column == "tx_hash" else repr(derived[column])
+                self.report.add("index", f"stored {column} {shown} differs from the entry's {wanted}", index)
+
+    def finish(self) -> None:
+        if self.pending is not None:
+            self.report.add(
+                "index", f"the log's index has a row for entry {self.pending['idx']}, which the log does not hold"
+            )
+
+
+def _index_columns(entry: Entry) -> dict[str, Any] | None:
+    """What the store must keep beside `entry`: its time, actor, nonce, kind and transaction hash."""
+    try:
+        body = json.loads(entry.body_bytes)
+        actor, nonce, kind = body["actor"], body["nonce"], body["payload"]["kind"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return {
+        "accepted_at": format_utc(entry.accepted_at),
+        "actor": actor,
+        "nonce": nonce,
+        "kind": kind,
+        "tx_hash": hashlib.sha256(entry.body_bytes + b"\x00" + entry.signature).digest(),
+    }
+
+
+def _check_registry_meta(meta: Mapping[str, str] | None, state: State, report: AuditReport) -> None:
+    """Step (8): the recorded origin and verifier key are those the genesis entry names."""
+    if meta is None or state.registry_vkey is None or state.origin is None:
+        return
+    for name, expected in (("vkey", state.registry_vkey), ("origin", state.origin)):
+        recorded = meta.get(name)
+        if recorded != expected:
+            report.add(
+                "meta",
+                f"the registry's recorded {name} is {recorded!r}, but its genesis entry names {expected!r}",
+            )
 
 
 def _verifier(vkey: str, report: AuditReport) -> NoteVerifier | None:

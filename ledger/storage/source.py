@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from typing import Any
 
@@ -61,3 +61,13 @@ class DatabaseSource:
         if not self._with_projections:
             return None
         return store.iter_movement_rows(self.conn)
+
+    def entry_index_rows(self) -> Iterator[dict[str, Any]] | None:
+        """The columns stored beside each entry's bytes, in index order (audited with the projections)."""
+        if not self._with_projections:
+            return None
+        return store.iter_entry_index_rows(self.conn)
+
+    def registry_meta(self) -> Mapping[str, str] | None:
+        """The registry's recorded settings (origin, verifier key)."""
+        return store.all_meta(self.conn)

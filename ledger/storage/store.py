@@ -54,6 +54,11 @@ class EntryMeta:
 # --- registry metadata ---------------------------------------------------------------------------------
 
 
+def all_meta(conn: Connection) -> dict[str, str]:
+    """Every registry setting, by name."""
+    return {str(name): str(value) for name, value in conn.execute(select(registry_meta.c.name, registry_meta.c.value))}
+
+
 def get_meta(conn: Connection, name: str) -> str | None:
     """A registry setting (origin, verifier key), or None."""
     return conn.execute(select(registry_meta.c.value).where(registry_meta.c.name == name)).scalar_one_or_none()
@@ -108,6 +113,21 @@ def read_entries(conn: Connection, start: int, stop: int) -> list[StoredEntry]:
         .order_by(log_entries.c.idx)
     )
     return [StoredEntry(int(r.idx), bytes(r.data), bytes(r.leaf_hash), bytes(r.chain_hash)) for r in rows]
+
+
+def iter_entry_index_rows(conn: Connection, *, chunk: int = 5000) -> Iterator[dict[str, Any]]:
+    """The columns stored beside each entry's bytes (idx, accepted_at, actor, nonce, kind, tx_hash), in order."""
+    columns = [log_entries.c[name] for name in ("idx", "accepted_at", "actor", "nonce", "kind", "tx_hash")]
+    after = -1
+    while True:
+        rows = conn.execute(
+            select(*columns).where(log_entries.c.idx > after).order_by(log_entries.c.idx).limit(chunk)
+        ).mappings()
+        batch = [dict(row) for row in rows]
+        yield from batch
+        if len(batch) < chunk:
+            return
+        after = int(batch[-1]["idx"])
 
 
 def iter_entries(conn: Connection, start: int = 0, *, chunk: int = 2000) -> Iterator[StoredEntry]:
