@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: test install lint typecheck pytest run bench-ledger clean system-deps
+.PHONY: test test-long install lint typecheck pytest run bench-ledger clean system-deps
 
 test: install system-deps lint typecheck pytest
 
@@ -30,7 +30,12 @@ typecheck: install
 	$(BIN)/mypy
 
 pytest: install
-	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 -m "not slow" $(PYTEST_ARGS)
+
+# The long reliability runs (tamper matrix on a 10,000-entry demo ledger, concurrent clients against several
+# server processes, SIGKILL crash recovery, stateful API fuzzing); .ci/run runs them after `make test`.
+test-long: install system-deps
+	$(BIN)/pytest -n 2 -m slow $(PYTEST_ARGS)
 
 # Creates a development registry in data/ on first run (plain key files: development only) and fills it
 # with the demo (participants' keys in data/demo-keys/), then serves it.
