@@ -52,6 +52,15 @@ def error_page(request: Request, error: RegistryError) -> Response:
     return render(request, "error.html", status_code=error.status, status=error.status, detail=error.detail)
 
 
+def listing(request: Request, conn: ConnDep, table: str, cursor: str | None) -> Response:
+    """One page of a public list, rendered with the template of the table's name."""
+    try:
+        page = public.list_page(conn, table, where=[], cursor=cursor, limit=PAGE_SIZE)
+    except RegistryError as exc:
+        return error_page(request, exc)
+    return render(request, f"{table}.html", page=page)
+
+
 # --- home, methodologies, projects --------------------------------------------------------------------
 
 
@@ -71,11 +80,7 @@ def home(request: Request, conn: ConnDep) -> Response:
 
 @router.get("/methodologies")
 def methodologies(request: Request, conn: ConnDep, cursor: str | None = None) -> Response:
-    try:
-        page = public.list_page(conn, "methodologies", where=[], cursor=cursor, limit=PAGE_SIZE)
-    except RegistryError as exc:
-        return error_page(request, exc)
-    return render(request, "methodologies.html", page=page)
+    return listing(request, conn, "methodologies", cursor)
 
 
 @router.get("/projects")
@@ -151,11 +156,7 @@ def serial_lookup(request: Request, conn: ConnDep, serial: Annotated[str, Query(
 
 @router.get("/retirements")
 def retirements(request: Request, conn: ConnDep, cursor: str | None = None) -> Response:
-    try:
-        page = public.list_page(conn, "retirements", where=[], cursor=cursor, limit=PAGE_SIZE)
-    except RegistryError as exc:
-        return error_page(request, exc)
-    return render(request, "retirements.html", page=page)
+    return listing(request, conn, "retirements", cursor)
 
 
 # --- events and claims ---------------------------------------------------------------------------------
@@ -163,11 +164,7 @@ def retirements(request: Request, conn: ConnDep, cursor: str | None = None) -> R
 
 @router.get("/events")
 def events(request: Request, conn: ConnDep, cursor: str | None = None) -> Response:
-    try:
-        page = public.list_page(conn, "events", where=[], cursor=cursor, limit=PAGE_SIZE)
-    except RegistryError as exc:
-        return error_page(request, exc)
-    return render(request, "events.html", page=page)
+    return listing(request, conn, "events", cursor)
 
 
 @router.get("/events/{event_id}")
@@ -184,11 +181,7 @@ def event(request: Request, conn: ConnDep, event_id: str) -> Response:
 
 @router.get("/claims")
 def claims(request: Request, conn: ConnDep, cursor: str | None = None) -> Response:
-    try:
-        page = public.list_page(conn, "claims", where=[], cursor=cursor, limit=PAGE_SIZE)
-    except RegistryError as exc:
-        return error_page(request, exc)
-    return render(request, "claims.html", page=page)
+    return listing(request, conn, "claims", cursor)
 
 
 def _claim_context(request: Request, conn: ConnDep, claim_id: str) -> dict[str, Any]:

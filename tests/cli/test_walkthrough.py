@@ -15,14 +15,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.registry.live import REPO_ROOT, free_port
+from tests.registry.live import REPO_ROOT, ServerError, free_port, wait_ready
 
 README = REPO_ROOT / "README.md"
 SECTION = "## A five-minute walkthrough"
@@ -66,7 +65,13 @@ def first_terminal(tmp_path: Path) -> Iterator[tuple[Path, str]]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_served(server, url, output)
+        try:
+            served = wait_ready(server, url, 60)
+        except ServerError as exc:
+            exc.add_note(output.read_text(errors="replace"))
+            raise
+        if not served:
+            pytest.fail(f"the first terminal's block stopped:\n{output.read_text(errors='replace')}")
         yield tmp_path, url
     finally:
         if server.poll() is None:
@@ -107,17 +112,3 @@ def _environment() -> dict[str, str]:
     environment = {name: value for name, value in os.environ.items() if not name.startswith("CDCER_")}
     environment["CDCER_KDF_PROFILE"] = os.environ.get("CDCER_KDF_PROFILE", "interactive")
     return environment
-
-
-def _wait_until_served(server: subprocess.Popen[bytes], url: str, output: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"the first terminal's block stopped:\n{output.read_text(errors='replace')}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"cdcer serve did not answer within 60 s:\n{output.read_text(errors='replace')}")

@@ -87,7 +87,7 @@ def _start_ready(
         process = _start(database_url, log_key_file, port=port, workers=workers, env=env, output=output)
         base_url = f"http://127.0.0.1:{port}"
         try:
-            ready = _wait_ready(process, base_url, timeout)
+            ready = wait_ready(process, base_url, timeout)
         except BaseException as exc:
             _stop(process)
             exc.add_note(f"cdcer serve's output:\n{_read(output)}")
@@ -133,7 +133,7 @@ def _start(
     )
 
 
-def _wait_ready(process: subprocess.Popen[bytes], base_url: str, timeout: float) -> bool:
+def wait_ready(process: subprocess.Popen[bytes], base_url: str, timeout: float) -> bool:
     """True once ``/healthz`` answers 200; False if the process exits first; ServerError on timeout."""
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=2.0) as client:

@@ -14,10 +14,12 @@ reads ``Node._nodeid``, which pytest no longer has; so its strategies are driven
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import schemathesis
+from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import Case, GenerationMode
@@ -52,11 +54,11 @@ def documented_operations() -> list[tuple[str, str]]:
 OPERATIONS = documented_operations()
 
 
-@pytest.fixture(scope="module")
-def api(databases: Databases) -> Iterator[BaseSchema]:
-    """The app's own OpenAPI document, bound to the app (writes enabled) over a registry with the full story.
+@contextmanager
+def story_app(databases: Databases) -> Iterator[FastAPI]:
+    """The app (writes enabled) over a new registry with the full story; stopped and dropped afterwards.
 
-    Shared by the module's tests: no generated request can append (none carries a valid signature).
+    Tests built on it may share it: no generated request can append (none carries a valid signature).
     """
     url = databases.create()
     engine = make_engine(url)
@@ -67,14 +69,20 @@ def api(databases: Databases) -> Iterator[BaseSchema]:
             ledger, authority_id=AUTHORITY, authority_name=AUTHORITY_NAME, authority_key=seeded_key(AUTHORITY)
         )
         Story(ledger).full_story()
-        app = create_app(Settings(origin=ORIGIN), ledger=ledger)
         try:
-            yield schemathesis.openapi.from_asgi("/openapi.json", app)  # starts the app's lifespan
+            yield create_app(Settings(origin=ORIGIN), ledger=ledger)
         finally:
             shutdown_lifespans()  # stops the app's sequencer before its database goes
     finally:
         engine.dispose()
         databases.drop(url)
+
+
+@pytest.fixture(scope="module")
+def api(databases: Databases) -> Iterator[BaseSchema]:
+    """The app's own OpenAPI document, bound to the app over a registry with the full story."""
+    with story_app(databases) as app:
+        yield schemathesis.openapi.from_asgi("/openapi.json", app)  # starts the app's lifespan
 
 
 def test_every_operation_is_exercised(api: BaseSchema) -> None:

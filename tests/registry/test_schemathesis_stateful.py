@@ -29,7 +29,6 @@ from schemathesis import Case
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.transport import Response
 from schemathesis.generation.stateful.state_machine import APIStateMachine
-from schemathesis.python.asgi import shutdown_lifespans
 from schemathesis.schemas import BaseSchema
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -37,13 +36,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from ledger.ledger import Ledger, found_registry
-from ledger.storage import schema
-from ledger.storage.engine import make_engine
-from registry.app import create_app
-from registry.settings import Settings
-from tests.conftest import AUTHORITY, AUTHORITY_NAME, Databases, Story, log_signer
-from tests.ledger.scenario import ORIGIN, seeded_key
+from tests.conftest import Databases
+from tests.registry.test_schemathesis import story_app
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 STEPS = 10
@@ -87,30 +81,12 @@ def with_links(document: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def api(databases: Databases) -> Iterator[BaseSchema]:
-    """The app (writes enabled) over a registry with the full story, and its document with the links above.
-
-    No generated request can append (none carries a valid signature), so the module's tests share it.
-    """
-    url = databases.create()
-    engine = make_engine(url)
-    try:
-        schema.upgrade(engine)
-        ledger = Ledger(engine, log_signer())
-        found_registry(
-            ledger, authority_id=AUTHORITY, authority_name=AUTHORITY_NAME, authority_key=seeded_key(AUTHORITY)
-        )
-        Story(ledger).full_story()
-        app = create_app(Settings(origin=ORIGIN), ledger=ledger)
+    """The app over a registry with the full story, and its document with the links above."""
+    with story_app(databases) as app:
         loaded = schemathesis.openapi.from_dict(with_links(app.openapi()))
         loaded.app = app  # requests go to the app in process; its lifespan starts with the first one
         loaded.location = "/openapi.json"
-        try:
-            yield loaded
-        finally:
-            shutdown_lifespans()  # stops the app's sequencer before its database goes
-    finally:
-        engine.dispose()
-        databases.drop(url)
+        yield loaded
 
 
 def counting_machine(api: BaseSchema, counts: Counter[str]) -> type[APIStateMachine]:
