@@ -2,12 +2,12 @@
 
 `cdcer serve` runs uvicorn with limits against abusive clients: each connection must deliver each whole
 request (head and body) within ``--request-timeout`` seconds or is answered 408 and closed
-(`GuardedH11Protocol`: uvicorn itself waits forever for a request that never completes, so silent or
+(`GuardedHttpProtocol`: uvicorn itself waits forever for a request that never completes, so silent or
 trickling sockets would pile up until they exhaust the connection limit or the file descriptors); an idle
-keep-alive connection is closed after ``--keep-alive-timeout`` seconds; a request head is at most 16 KiB;
-past ``--limit-concurrency`` connections or requests in flight, new requests are answered 503 at once
-(connections still sending their request count too, until their deadline). Request bodies are limited by
-the app (``CDCER_MAX_BODY_BYTES``).
+keep-alive connection is closed after ``--keep-alive-timeout`` seconds; a request head is at most 16 KiB
+(431 beyond); past ``--limit-concurrency`` connections or requests in flight, new requests are answered 503
+at once (connections still sending their request count too, until their deadline). Request bodies are
+limited by the app (``CDCER_MAX_BODY_BYTES``). HTTP is parsed by httptools (C) on uvloop.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-import h11
 import typer
 from sqlalchemy.engine import make_url
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from cli.console import EXIT_OPERATIONAL, EXIT_USAGE, err, fail
 from ledger.errors import KeyFileError, LedgerError, StorageError
@@ -40,7 +39,7 @@ from registry.settings import Settings
 DEFAULT_DATABASE = "sqlite:///data/registry.db"
 LOG_KEY_PASSPHRASE = "CDCER_LOG_KEY_PASSPHRASE"
 MAX_REQUEST_HEAD_BYTES = 16 * 1024
-"""The request line and headers together (uvicorn answers 400 beyond it); RFC 9421 signatures need ~1 KiB."""
+"""The request line and headers together (431 beyond it); RFC 9421 signatures need ~1 KiB."""
 _DEFAULTS = Settings.model_fields
 
 
@@ -124,38 +123,91 @@ def _request_timeout() -> float:
     return Settings().request_timeout
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol, with a deadline for receiving each request, head and body.
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol (httptools, llhttp's C parser), with two guards uvicorn lacks there.
 
-    The clock starts when the connection starts waiting for a request (when it opens, and after each
-    response) and stops once the whole request has arrived. When it runs out, a request begun is answered
-    408 (a problem document) and the connection closed; a connection that sent nothing is just closed.
-    A request body cut off this way reads as a disconnected client in the app.
+    A deadline for receiving each request, head and body: the clock starts when the connection starts
+    waiting for a request (when it opens, and after each response) and stops once the whole request has
+    arrived. When it runs out, a request begun is answered 408 (a problem document) and the connection
+    closed; a connection that sent nothing is just closed. A request body cut off this way reads as a
+    disconnected client in the app.
+
+    A limit on the request head (request line and headers): past `MAX_REQUEST_HEAD_BYTES` before the
+    head ends, the answer is 431 and the connection is closed.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
+        self._receiving = False  # between the first byte of a request and its end
+        self._in_head = True  # no request head has ended since the last request (or ever)
+        self._head_bytes = 0
+        self._heads_ended = 0
+        self._cycle_received = False  # the request of `self.cycle` has arrived whole
+        self._last_words: bytes | None = None  # a refusal to send once the response in flight is complete
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._watch()
 
     def data_received(self, data: bytes) -> None:
+        if self._last_words is not None:
+            return  # the stream is broken and its answer is waiting for the response in flight
+        in_head, heads = self._in_head, self._heads_ended
         super().data_received(data)
+        if in_head and self._heads_ended == heads and not self.transport.is_closing():
+            # No head ended in this data and none had ended before it: it was all head. Data that ends a
+            # body and starts a head is not counted: such a head is caught one read later at most.
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_REQUEST_HEAD_BYTES:
+                self._refuse(
+                    431,
+                    "Request Header Fields Too Large",
+                    "request-head-too-large",
+                    f"the request line and headers are over the limit of {MAX_REQUEST_HEAD_BYTES} bytes",
+                )
+                return
         self._watch()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._receiving = True
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._cycle_received = False
+        self._heads_ended += 1
+        self._head_bytes = 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._receiving = False
+        self._in_head = True
+        self._cycle_received = True
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        if self._last_words is not None and not self.transport.is_closing():
+            self.transport.write(self._last_words)
+            self.transport.close()
+            return
         self._watch()
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn's answer to bytes that are not HTTP/1.1, as a problem document, after the answer in flight.
+        detail = f"what followed on this connection is not an HTTP/1.1 request ({msg.rstrip('.')})"
+        self._refuse(400, "Bad Request", "malformed-http", detail)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
 
     def _waiting(self) -> bool:
-        """Whether the client owes us (part of) a request."""
-        return self.conn.their_state in (h11.IDLE, h11.SEND_BODY) and not self.transport.is_closing()
+        """Whether the client owes us (part of) a request: one is arriving, or none is being answered."""
+        if self.transport.is_closing():
+            return False
+        return self._receiving or self.cycle is None or self.cycle.response_complete
 
     def _watch(self) -> None:
         if not self._waiting():
@@ -172,17 +224,31 @@ class GuardedH11Protocol(H11Protocol):
         self._deadline = None
         if not self._waiting():
             return
-        begun = self.conn.their_state is h11.SEND_BODY or bool(self.conn.trailing_data[0])
-        answered = self.cycle is not None and self.cycle.response_started and self.conn.their_state is h11.SEND_BODY
+        begun = self._receiving or self._head_bytes > 0
+        answered = self._receiving and self.cycle is not None and self.cycle.response_started
         if begun and not answered:
             detail = f"the request did not arrive whole within the request timeout of {_request_timeout():g} s"
-            problem = {"type": PROBLEM_TYPE_BASE + "request-timeout", "title": "Request timeout", "status": 408}
-            body = json.dumps({**problem, "detail": detail}).encode()
-            head = (
-                "HTTP/1.1 408 Request Timeout\r\n"
-                f"content-type: {PROBLEM_MEDIA_TYPE}\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
-            )
-            self.transport.write(head.encode() + body)
+            self._refuse(408, "Request Timeout", "request-timeout", detail)
+            return
+        self.transport.close()
+
+    def _refuse(self, status: int, title: str, code: str, detail: str) -> None:
+        """Answer a problem document and close the connection (the app never saw this request).
+
+        If the app is still answering the connection's previous request (whole), that answer goes first.
+        """
+        problem = {"type": PROBLEM_TYPE_BASE + code, "title": title, "status": status, "detail": detail}
+        body = json.dumps(problem).encode()
+        head = (
+            f"HTTP/1.1 {status} {title}\r\n"
+            f"content-type: {PROBLEM_MEDIA_TYPE}\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        )
+        answer = head.encode() + body
+        if self.cycle is not None and self._cycle_received and not self.cycle.response_complete:
+            self._last_words = answer
+            self._disarm()
+            return
+        self.transport.write(answer)
         self.transport.close()
 
 
@@ -235,7 +301,7 @@ def serve(
     except LedgerError as exc:
         fail(str(exc), EXIT_USAGE)
     err.print(f"serving {database} on http://{host}:{port} (public pages: http://{host}:{port}/, API docs: /docs)")
-    os.environ["CDCER_REQUEST_TIMEOUT"] = str(request_timeout)  # read by GuardedH11Protocol in every worker
+    os.environ["CDCER_REQUEST_TIMEOUT"] = str(request_timeout)  # read by GuardedHttpProtocol in every worker
     try:
         # registry.access_log writes one JSON line per request; uvicorn's own access log would repeat it.
         uvicorn.run(
@@ -245,10 +311,10 @@ def serve(
             workers=workers,
             log_level="info",
             access_log=False,
-            http=GuardedH11Protocol,
+            http=GuardedHttpProtocol,
+            loop="uvloop",
             timeout_keep_alive=keep_alive_timeout,
             limit_concurrency=limit_concurrency,
-            h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
         )
     except OSError as exc:
         fail(f"cannot serve on {host}:{port}: {exc}", EXIT_OPERATIONAL)

@@ -94,17 +94,32 @@ class Ledger:
 
     # --- appending -----------------------------------------------------------------------------------
 
-    def submit(self, txs: Sequence[SignedTransaction], *, now: datetime | None = None) -> list[Receipt | RuleViolation]:
-        """Append what passes, refuse what does not; one durable checkpoint covers the whole batch."""
+    def submit(
+        self,
+        txs: Sequence[SignedTransaction],
+        *,
+        now: datetime | None = None,
+        verified_keys: Sequence[bytes | None] | None = None,
+    ) -> list[Receipt | RuleViolation]:
+        """Append what passes, refuse what does not; one durable checkpoint covers the whole batch.
+
+        `verified_keys`, when given, holds for each transaction the raw public key its signature was
+        already verified with in this process (None where it was not): a transaction whose authorised
+        key is that one is not verified a second time. Every other is verified here.
+        """
+        if verified_keys is not None and len(verified_keys) != len(txs):
+            raise ValueError("verified_keys must hold one entry per transaction")
         try:
             with write_transaction(self.engine) as conn:
-                batch = self._append(conn, txs, now or datetime.now(UTC))
+                batch = self._append(conn, txs, now or datetime.now(UTC), verified_keys or [None] * len(txs))
         except BaseException:
             self._state = None  # memory may be ahead of the rolled-back database: rebuild on next use
             raise
         return self._with_proofs(batch)
 
-    def _append(self, conn: Connection, txs: Sequence[SignedTransaction], now: datetime) -> _Batch:
+    def _append(
+        self, conn: Connection, txs: Sequence[SignedTransaction], now: datetime, verified_keys: Sequence[bytes | None]
+    ) -> _Batch:
         state = self._caught_up(conn)
         origin = store.get_meta(conn, "origin")
         registry_vkey = store.get_meta(conn, "vkey")
@@ -127,7 +142,7 @@ class Ledger:
         moves: list[Movement] = []
         seen: dict[tuple[str, str], tuple[bytes, int]] = {}
         last = state.last_time
-        for tx in txs:
+        for tx, verified_key in zip(txs, verified_keys, strict=True):
             accepted_at = max(now, last) if last is not None else now
             identity = tx_hash(tx)
             key = (tx.body.actor, tx.body.nonce)
@@ -152,7 +167,8 @@ class Ledger:
             index = state.size
             try:
                 signer_key = state.authorise(tx.body, index=index, accepted_at=accepted_at)
-                tx.verify(signer_key)
+                if verified_key != signer_key.raw:
+                    tx.verify(signer_key)
                 outcome = state.apply(tx.body, index=index, accepted_at=accepted_at)
             except SignatureError as exc:
                 results.append(RuleViolation("bad_signature", str(exc)))

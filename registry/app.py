@@ -119,6 +119,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, ledger: Ledg
             yield
         finally:
             app.state.sequencer = None
+            await asyncio.to_thread(app.state.admission.close)
             if sequencer is not None:
                 await asyncio.to_thread(sequencer.close)
             if owned:

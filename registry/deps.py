@@ -1,4 +1,8 @@
-"""Request dependencies, as ``Annotated`` aliases so route signatures read like sentences."""
+"""Request dependencies, as ``Annotated`` aliases so route signatures read like sentences.
+
+The ones that only look something up on the app are ``async def``: FastAPI runs a plain ``def``
+dependency in its thread pool, and the hop there and back costs more than the lookup.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +18,11 @@ from registry.settings import Settings
 from registry.transactions.sequencer import Sequencer
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return cast(Settings, request.app.state.settings)
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     return cast(Engine, request.app.state.engine)
 
 
@@ -28,7 +32,7 @@ def read_conn(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Connec
         yield conn
 
 
-def get_sequencer(request: Request) -> Sequencer:
+async def get_sequencer(request: Request) -> Sequencer:
     """The app's one writer; a registry without a log signing key is read-only (503)."""
     sequencer = getattr(request.app.state, "sequencer", None)
     if sequencer is None:

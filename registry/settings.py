@@ -19,7 +19,7 @@ class Settings(BaseSettings):
     # ledger handed to the app, the registry is read-only.
     log_key_file: Path | None = None
     max_body_bytes: int = 65536
-    # `cdcer serve`'s connection limits (uvicorn's, and the request deadline of `cli.registry.GuardedH11Protocol`):
+    # `cdcer serve`'s connection limits (uvicorn's, and the request deadline of `cli.registry.GuardedHttpProtocol`):
     # a connection must deliver each whole request (head and body) within request_timeout seconds; an idle
     # keep-alive connection is closed after keep_alive_timeout seconds; past limit_concurrency connections or
     # requests in flight per server process, new requests are answered 503 at once.

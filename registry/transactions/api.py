@@ -16,7 +16,7 @@ from registry.transactions.schemas import SCHEMA_REF, ReceiptOut
 router = APIRouter(prefix="/v1", tags=["transactions"])
 
 
-def get_admission(request: Request) -> service.Admission:
+async def get_admission(request: Request) -> service.Admission:
     """The app's gate before its sequencer (`service.Admission`)."""
     return cast(service.Admission, request.app.state.admission)
 
@@ -60,8 +60,8 @@ async def post_transaction(
         request.stream(), declared_length=request.headers.get("content-length"), limit=settings.max_body_bytes
     )
     tx = service.parse_signed_transaction(raw)
-    await service.admit(admission, tx)
-    receipt = await service.append(sequencer, tx)
+    verified_by = await service.admit(admission, tx)
+    receipt = await service.append(sequencer, tx, verified_by=verified_by)
     if receipt.duplicate:
         response.status_code = http.HTTP_200_OK
     return ReceiptOut.of(receipt)

@@ -30,6 +30,7 @@ class SequencerClosed(RuntimeError):
 @dataclass(frozen=True, slots=True)
 class _Pending:
     tx: SignedTransaction
+    verified_key: bytes | None
     future: Future[Result]
 
 
@@ -54,13 +55,16 @@ class Sequencer:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, tx: SignedTransaction) -> Future[Result]:
-        """Queue `tx`; the future resolves to its receipt or violation, or fails with the batch's exception."""
+    def submit(self, tx: SignedTransaction, *, verified_key: bytes | None = None) -> Future[Result]:
+        """Queue `tx`; the future resolves to its receipt or violation, or fails with the batch's exception.
+
+        `verified_key`: the raw public key `tx`'s signature was already verified with (see `Ledger.submit`).
+        """
         future: Future[Result] = Future()
         with self._lock:
             if self._closed:
                 raise SequencerClosed("the registry is shutting down; send the transaction again later")
-            self._queue.put(_Pending(tx, future))
+            self._queue.put(_Pending(tx, verified_key, future))
             self.submitted += 1
         return future
 
@@ -110,7 +114,7 @@ class Sequencer:
             return
         self.batches += 1
         try:
-            results = self.ledger.submit([p.tx for p in live])
+            results = self.ledger.submit([p.tx for p in live], verified_keys=[p.verified_key for p in live])
         except Exception as exc:  # every request of the batch learns why nothing was appended
             for pending in live:
                 pending.future.set_exception(exc)

@@ -12,7 +12,8 @@ reaches the next:
    actor, its key (known to be the actor's, not revoked) and its role, exactly as the ledger checks
    them; and only then the Ed25519 signature;
 5. the sequencer, which appends under the log's write lock and checks everything again there, with the
-   business rules.
+   business rules; only the signature is not verified twice when the key the ledger authorises is the
+   one step 4 verified it with (`Ledger.submit`'s ``verified_keys``).
 
 So a flood of transactions with bad signatures costs a read and a signature check each and never takes
 the write lock; a transaction that fails a cheap check costs no signature check at all. The admission's
@@ -25,16 +26,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import queue
 import re
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from itertools import accumulate
 from typing import Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from sqlalchemy import Connection, Engine, bindparam, select, true
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from ledger.errors import EncodingError, IntegrityError, RuleViolation, SignatureError, StorageError
@@ -161,34 +163,111 @@ _AUTHORISATION = select(
 genesis), the entry that used the transaction's nonce, its actor and its key (NULLs where absent)."""
 
 
+Verdict = RuleViolation | PublicKey | None
+"""What the admission says of a transaction: the rule it breaks; else the key its signature verified with
+(the ledger need not verify it again), or None (nothing checked here: the ledger alone decides)."""
+
+
 class Admission:
     """The write path's gate before the sequencer: every cheap check, then the signature (thread-safe).
 
     It answers as the ledger would (same codes, same messages, same order) from one read of the
     database, so a transaction it refuses would have been refused under the write lock too; what it
     passes the ledger checks again there (the database may move in between).
+
+    Requests hand their transaction to `submit` and wait on a future; one thread checks whatever is
+    queued in one read transaction (`check_many`), so a busy registry neither opens a transaction per
+    request nor keeps a pool of threads fighting over the interpreter.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, max_batch: int = 256) -> None:
         self.engine = engine
+        self.max_batch = max_batch
         self._lock = threading.Lock()
         self._origin: str | None = None  # recorded once by the genesis, never changed
+        self._queue: queue.SimpleQueue[tuple[SignedTransaction, Future[Verdict]] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closed = False
         self.signature_checks = 0
         """Ed25519 verifications done here so far (for tests and metrics)."""
 
-    def check(self, tx: SignedTransaction, *, now: datetime | None = None) -> RuleViolation | None:
-        """The rule `tx` breaks before any business rule, or None if the sequencer should have it."""
+    def check(self, tx: SignedTransaction, *, now: datetime | None = None) -> Verdict:
+        """The admission's verdict on one transaction (see `Verdict`)."""
+        return self.check_many([tx], now=now)[0]
+
+    def check_many(self, txs: Sequence[SignedTransaction], *, now: datetime | None = None) -> list[Verdict]:
+        """The verdict on each transaction, read in one read transaction (each judged on its own)."""
         with read_transaction(self.engine) as conn:
-            found = self._authorise(conn, tx, now or datetime.now(UTC))
-        if not isinstance(found, PublicKey):
-            return found
+            found = [self._authorise(conn, tx, now or datetime.now(UTC)) for tx in txs]
+        verdicts: list[Verdict] = []
+        for tx, key in zip(txs, found, strict=True):
+            if not isinstance(key, PublicKey):
+                verdicts.append(key)
+                continue
+            with self._lock:
+                self.signature_checks += 1
+            try:
+                tx.verify(key)
+            except SignatureError as exc:
+                verdicts.append(RuleViolation("bad_signature", str(exc)))
+                continue
+            verdicts.append(key)
+        return verdicts
+
+    def submit(self, tx: SignedTransaction) -> Future[Verdict]:
+        """Queue `tx` for the admission's thread (started on first use); the future holds its verdict, or
+        the `StorageError` of a failed read."""
+        future: Future[Verdict] = Future()
         with self._lock:
-            self.signature_checks += 1
-        try:
-            tx.verify(found)
-        except SignatureError as exc:
-            return RuleViolation("bad_signature", str(exc))
-        return None
+            if self._closed:
+                raise SequencerClosed("the registry is shutting down; send the transaction again later")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="cdcer-admission", daemon=True)
+                self._thread.start()
+            self._queue.put((tx, future))
+        return future
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Judge what is queued, then stop the thread (submissions meanwhile raise `SequencerClosed`).
+
+        A later `submit` starts a new thread: an app's lifespan may run again (as in tests).
+        """
+        with self._lock:
+            if self._closed or self._thread is None:
+                return
+            self._closed = True
+            thread = self._thread
+            self._queue.put(None)
+        thread.join(timeout)
+        with self._lock:
+            self._thread = None
+            self._closed = False
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < self.max_batch:  # whatever else is queued already, without waiting for more
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            live = [(tx, future) for tx, future in batch if future.set_running_or_notify_cancel()]
+            try:
+                verdicts = self.check_many([tx for tx, _ in live])
+            except Exception as exc:  # every request of the batch learns why it was not judged
+                for _, future in live:
+                    future.set_exception(exc)
+                continue
+            for (_, future), verdict in zip(live, verdicts, strict=True):
+                future.set_result(verdict)
 
     def _authorise(self, conn: Connection, tx: SignedTransaction, now: datetime) -> PublicKey | RuleViolation | None:
         """The key that must have signed `tx`, the rule it breaks, or None (nothing to check here)."""
@@ -226,20 +305,28 @@ class Admission:
             return exc
 
 
-async def admit(admission: Admission, tx: SignedTransaction) -> None:
-    """Refuse `tx` before the sequencer if a cheap check or its signature fails (a problem), else return."""
+async def admit(admission: Admission, tx: SignedTransaction) -> PublicKey | None:
+    """Refuse `tx` before the sequencer if a cheap check or its signature fails (a problem), else return
+    the key its signature verified with (None: not checked here)."""
     try:
-        violation = await run_in_threadpool(admission.check, tx)
+        verdict = await asyncio.wrap_future(admission.submit(tx))
+    except SequencerClosed as exc:
+        raise ServiceUnavailable(str(exc), "shutting-down") from None
     except StorageError as exc:
         raise ServiceUnavailable(f"the transaction was not appended: {exc}", "storage-unavailable") from None
-    if violation is not None:
-        raise TransactionRefused(violation)
+    if isinstance(verdict, RuleViolation):
+        raise TransactionRefused(verdict)
+    return verdict
 
 
-async def append(sequencer: Sequencer, tx: SignedTransaction) -> Receipt:
-    """Append `tx` through the sequencer's next batch: its receipt, or the refusal as a problem."""
+async def append(sequencer: Sequencer, tx: SignedTransaction, *, verified_by: PublicKey | None = None) -> Receipt:
+    """Append `tx` through the sequencer's next batch: its receipt, or the refusal as a problem.
+
+    `verified_by`: the key `admit` verified the signature with, so the ledger need not verify it again.
+    """
+    verified_key = None if verified_by is None else verified_by.raw
     try:
-        result = await asyncio.wrap_future(sequencer.submit(tx))
+        result = await asyncio.wrap_future(sequencer.submit(tx, verified_key=verified_key))
     except SequencerClosed as exc:
         raise ServiceUnavailable(str(exc), "shutting-down") from None
     except StorageError as exc:

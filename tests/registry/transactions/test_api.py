@@ -368,7 +368,7 @@ class _FakeLedger:
         self.error = error
         self.batches: list[int] = []
 
-    def submit(self, txs: list[SignedTransaction]) -> list[Receipt | RuleViolation]:
+    def submit(self, txs: list[SignedTransaction], **_: object) -> list[Receipt | RuleViolation]:
         self.batches.append(len(txs))
         if self.error is not None:
             raise self.error
