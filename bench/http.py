@@ -23,15 +23,11 @@ import json
 import os
 import random
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -39,6 +35,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from bench.ledger import ORIGIN, World, key_for, presign_transfers, raw_sqlite_insert_rate, raw_verify_rate, setup
+from bench.serve import free_port, server
 from ledger.keys import write_key_file
 from ledger.ledger import Ledger
 from ledger.note import NoteSigner
@@ -46,18 +43,10 @@ from ledger.storage.engine import make_engine
 from ledger.storage.schema import upgrade
 
 DEFAULT_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-REPO = Path(__file__).resolve().parents[1]
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # --- the database -------------------------------------------------------------------------------------
@@ -102,51 +91,20 @@ def raw_postgres_insert_rate(url: str, rows: int = 100_000, batch: int = 1000) -
 # --- servers ---------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def server(command: list[str], port: int, env: dict[str, str]) -> Iterator[str]:
-    """Run a server command in its own process group until the block ends; yield its base URL."""
-    with tempfile.TemporaryFile() as output:
-        process = subprocess.Popen(
-            command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if process.poll() is not None:
-                    output.seek(0)
-                    raise SystemExit(f"bench: the server stopped:\n{output.read().decode(errors='replace')}")
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit("bench: the server did not answer within 60 s")
-                time.sleep(0.2)
-            yield base
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
-
-
 EMPTY_APP = """
 from fastapi import FastAPI
 app = FastAPI()
 
 @app.post("/empty")
-def empty() -> dict[str, int]:
+async def empty() -> dict[str, int]:
     return {"ok": 1}
 
 @app.get("/healthz")
-def healthz() -> dict[str, int]:
+async def healthz() -> dict[str, int]:
     return {"ok": 1}
 """
+"""The raw limit of the HTTP stack: async endpoints (as the write path's is), on the HTTP parser and event
+loop `cdcer serve` uses (httptools, uvloop)."""
 
 
 # --- the load ---------------------------------------------------------------------------------------------
@@ -292,6 +250,7 @@ def main() -> None:
         (Path(scratch) / "empty_app.py").write_text(EMPTY_APP)
         empty_cmd = [sys.executable, "-m", "uvicorn", "--app-dir", scratch, "empty_app:app", "--port", str(empty_port)]
         empty_cmd += ["--workers", str(args.workers), "--log-level", "warning", "--no-access-log"]
+        empty_cmd += ["--http", "httptools", "--loop", "uvloop"]
         with server(empty_cmd, empty_port, env) as base:
             if args.generator == "wrk":
                 (Path(scratch) / "empty.jsonl").write_text("{}\n")

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import nacl.signing
 
+from bench.serve import free_port, server
+from cli.sources import RegistryClient, RemoteSource
 from ledger.audit import audit
 from ledger.keys import PrivateKey
 from ledger.ledger import Ledger, found_registry
@@ -273,13 +275,23 @@ def measure_proofs(db: Path, samples: int = 2000) -> dict[str, float]:
     }
 
 
-def run_audit(db: Path) -> dict[str, float]:
-    """The audit of the whole log, in this process; prints a JSON line of its figures."""
-    engine = make_engine(f"sqlite:///{db}")
+def run_audit(db: Path, url: str | None = None) -> dict[str, float]:
+    """The audit of the whole log, in this process, from the database or (`url`) over the registry's HTTP
+    API as `cdcer audit verify --url` reads it; prints a JSON line of its figures."""
     vkey = NoteSigner(ORIGIN, key_for("log").seed).verifier_key()
+
+    def progress(n: int) -> None:
+        if n % 100_000 == 0:
+            log(f"  audited {n:,}")
+
     t0 = time.perf_counter()
-    with DatabaseSource(engine) as source:
-        report = audit(source, vkey=vkey, progress=lambda n: log(f"  audited {n:,}") if n % 100_000 == 0 else None)
+    if url is None:
+        engine = make_engine(f"sqlite:///{db}")
+        with DatabaseSource(engine) as source:
+            report = audit(source, vkey=vkey, progress=progress)
+    else:
+        with RegistryClient(url) as client:
+            report = audit(RemoteSource(client), vkey=vkey, progress=progress)
     elapsed = time.perf_counter() - t0
     figures = {
         "entries": report.entries,
@@ -300,9 +312,10 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=1000, help="transactions per group commit")
     parser.add_argument("--db", type=Path, default=Path("bench-data/ledger.db"))
+    parser.add_argument("--url", help="audit: over this registry's HTTP API instead of the database")
     args = parser.parse_args()
     if args.command == "audit":
-        run_audit(args.db)
+        run_audit(args.db, args.url)
         return
     args.db.parent.mkdir(parents=True, exist_ok=True)
     cores = os.cpu_count() or 1
@@ -321,6 +334,15 @@ def main() -> None:
         text=True,
     )
     audited = json.loads(out.stdout.strip().splitlines()[-1])
+    log("auditing over HTTP through cdcer serve (read-only), in a fresh process")
+    port = free_port()
+    command = [sys.executable, "-m", "cli", "serve", "--database", f"sqlite:///{args.db}", "--port", str(port)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDCER_")}
+    with server(command, port, env) as base:
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.ledger", "audit", "--url", base], check=True, capture_output=True, text=True
+        )
+    remote = json.loads(out.stdout.strip().splitlines()[-1])
 
     def row(name: str, value: str, ratio: str = "") -> None:
         print(f"{name:<44} {value:>22}   {ratio}")
@@ -350,6 +372,13 @@ def main() -> None:
     )
     row("audit: peak memory, main process (MB)", f"{audited['peak_rss_mb']:,.0f}")
     row("audit: peak memory, largest worker (MB)", f"{audited['peak_worker_rss_mb']:,.0f}")
+    row(
+        "audit over HTTP: entries/s",
+        f"{remote['rate']:,.0f}",
+        f"{remote['rate'] / (verify_rate * cores):.2f} x verify limit; verified={remote['verified']}",
+    )
+    row("audit over HTTP: peak memory, main process (MB)", f"{remote['peak_rss_mb']:,.0f}")
+    row("audit over HTTP: peak memory, largest worker (MB)", f"{remote['peak_worker_rss_mb']:,.0f}")
     row("Merkle root at a random size (ms, mean)", f"{proofs['root_ms_mean']:.3f}")
     row("inclusion proof at full size (ms, mean)", f"{proofs['proof_ms_mean']:.3f}")
     row("inclusion proof at full size (ms, p99)", f"{proofs['proof_ms_p99']:.3f}")

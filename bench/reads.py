@@ -25,8 +25,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.http import free_port, server
 from bench.ledger import ACCOUNTS, ORIGIN, key_for
+from bench.serve import free_port, server
 from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.keys import write_key_file
 from ledger.merkle import consistency_proof, inclusion_proof, root_at

@@ -61,6 +61,7 @@ class Ledger:
         self.engine = engine
         self.signer = signer
         self._state: State | None = None
+        self._tip: _Tip | None = None
         self._heap = HeapSettler()
 
     # --- state ---------------------------------------------------------------------------------------
@@ -113,29 +114,35 @@ class Ledger:
             with write_transaction(self.engine) as conn:
                 batch = self._append(conn, txs, now or datetime.now(UTC), verified_keys or [None] * len(txs))
         except BaseException:
-            self._state = None  # memory may be ahead of the rolled-back database: rebuild on next use
+            # Memory may be ahead of the rolled-back database: rebuild on next use.
+            self._state = None
+            self._tip = None
             raise
+        self._tip = batch.tip  # committed: the next batch may start from it
         return self._with_proofs(batch)
 
     def _append(
         self, conn: Connection, txs: Sequence[SignedTransaction], now: datetime, verified_keys: Sequence[bytes | None]
     ) -> _Batch:
         state = self._caught_up(conn)
-        origin = store.get_meta(conn, "origin")
-        registry_vkey = store.get_meta(conn, "vkey")
+        size = state.size
+        last_checkpoint = store.latest_checkpoint(conn)
+        tip = self._tip
+        self._tip = None  # until this batch commits
+        if tip is None or tip.checkpoint != last_checkpoint or tip.size != size:
+            # Another process appended, or this is the first batch: start from what the database holds.
+            tip = self._tip_from(conn, size, last_checkpoint)
+        origin, registry_vkey, frontier, prev = tip.origin, tip.vkey, tip.frontier, tip.chain_hash
         if registry_vkey is not None and registry_vkey != self.signer.verifier_key():
             # Checkpoints signed with any other key would not verify for anyone: refuse up front.
             raise ConflictError(
                 f"this process signs with {self.signer.name}+{self.signer.key_id.hex()}, but the registry's "
                 f"checkpoint key is {'+'.join(registry_vkey.split('+')[:2])}"
             )
-        size = state.size
-        frontier = Frontier.load(store.DbNodeReader(conn), size) if size else Frontier.empty()
         # The new entries' proofs need only the old frontier's nodes and the nodes this batch makes.
         memory = MemoryNodeStore()
         memory.put_nodes(zip(frontier_node_ids(size), frontier.hashes, strict=True))
         used = store.find_nonces(conn, ((tx.body.actor, tx.body.nonce) for tx in txs))
-        prev = store.read_entries(conn, size - 1, size)[0].chain_hash if size else GENESIS_CHAIN
         results: list[Any] = []
         sealed: list[tuple[StoredEntry, store.EntryMeta]] = []
         nodes = []
@@ -188,7 +195,7 @@ class Ledger:
             results.append(("new", index, outcome))
             last = accepted_at
         if not sealed:
-            return _Batch(results, None, memory)
+            return _Batch(results, None, memory, tip)
         self._heap.grew(len(sealed))
         store.insert_entries(conn, sealed)
         store.insert_nodes(conn, nodes)
@@ -199,8 +206,28 @@ class Ledger:
             store.set_meta(conn, "origin", state.origin)
             if state.registry_vkey is not None:
                 store.set_meta(conn, "vkey", state.registry_vkey)
-        checkpoint = self._sign_checkpoint(conn, state.origin or "", state.size, frontier.root())
-        return _Batch(results, checkpoint, memory)
+        checkpoint = self._sign_checkpoint(conn, state.origin or "", state.size, frontier.root(), tip.checkpoint)
+        origin = store.get_meta(conn, "origin") if origin is None else origin
+        vkey = store.get_meta(conn, "vkey") if registry_vkey is None else registry_vkey
+        return _Batch(results, checkpoint, memory, _Tip(state.size, frontier, prev, checkpoint, origin, vkey))
+
+    def _tip_from(self, conn: Connection, size: int, last: store.StoredCheckpoint | None) -> _Tip:
+        """Where the log ends, read from the database, after checking its tree still matches `last`."""
+        reader = store.DbNodeReader(conn)
+        if last is not None:
+            if last.size > size:
+                raise ConflictError(f"a checkpoint of size {last.size} exists beyond this log of size {size}")
+            # Never sign a checkpoint that does not extend the last one (invariant 7).
+            if root_at(reader, last.size) != last.root_hash:
+                raise IntegrityError(f"the stored tree no longer matches checkpoint {last.size}; refusing to sign")
+        return _Tip(
+            size,
+            Frontier.load(reader, size) if size else Frontier.empty(),
+            store.read_entries(conn, size - 1, size)[0].chain_hash if size else GENESIS_CHAIN,
+            last,
+            store.get_meta(conn, "origin"),
+            store.get_meta(conn, "vkey"),
+        )
 
     def _check_invariants(self, state: State, outcome: Outcome) -> None:
         """The write path raises at the first violation of an invariant around what the entry touched."""
@@ -211,16 +238,13 @@ class Ledger:
         if findings:
             raise IntegrityError(f"invariant broken by the write path: {findings[0]}", index=state.size - 1)
 
-    def _sign_checkpoint(self, conn: Connection, origin: str, size: int, root: bytes) -> store.StoredCheckpoint:
-        last = store.latest_checkpoint(conn)
-        if last is not None:
-            if last.size > size:
-                raise ConflictError(f"a checkpoint of size {last.size} exists beyond this log of size {size}")
-            # Never sign a checkpoint that does not extend the last one (invariant 7).
-            if root_at(store.DbNodeReader(conn), last.size) != last.root_hash:
-                raise IntegrityError(f"the stored tree no longer matches checkpoint {last.size}; refusing to sign")
-            if last.size == size:
-                return last
+    def _sign_checkpoint(
+        self, conn: Connection, origin: str, size: int, root: bytes, last: store.StoredCheckpoint | None
+    ) -> store.StoredCheckpoint:
+        """Sign and store the checkpoint of `size` entries; `last` is the latest one, which the tree this
+        batch grew from was checked against (by `_tip_from`, or by signing it in this process)."""
+        if last is not None and last.size == size:
+            return last
         note = sign_checkpoint(Checkpoint(origin, size, root), self.signer)
         stored = store.StoredCheckpoint(size, root, note, format_utc(datetime.now(UTC)))
         store.insert_checkpoint(conn, stored)
@@ -278,12 +302,32 @@ class Ledger:
 
 
 @dataclass(frozen=True, slots=True)
+class _Tip:
+    """Where the log ends, as a batch starts from it: its size, frontier and last chain hash, the latest
+    signed checkpoint (whose root the frontier's tree was checked to match) and the registry's meta.
+
+    A committed batch leaves its tip to the next one, which uses it only if the database's latest
+    checkpoint is still that one (no other process appended since): the tree, the last entry and the
+    meta then need not be read again.
+    """
+
+    size: int
+    frontier: Frontier
+    chain_hash: bytes
+    checkpoint: store.StoredCheckpoint | None
+    origin: str | None
+    vkey: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class _Batch:
-    """What one append transaction did: per-transaction results, its checkpoint, the nodes it knows."""
+    """What one append transaction did: per-transaction results, its checkpoint, the nodes it knows,
+    and where it left the log (`_Tip`)."""
 
     results: list[Any]
     checkpoint: store.StoredCheckpoint | None
     memory: MemoryNodeStore
+    tip: _Tip
 
 
 class _Overlay:
