@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import typing
 from collections import defaultdict
@@ -10,7 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select
+from sqlalchemy import Connection, Dialect, func, insert, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from ledger.errors import ConflictError, ProofError
@@ -73,6 +74,36 @@ def set_meta(conn: Connection, name: str, value: str) -> None:
         raise ConflictError(f"registry {name} is already {existing!r}")
 
 
+# --- the append path's bulk writes ---------------------------------------------------------------------
+
+
+def _write_many(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """One ``executemany`` straight to the driver.
+
+    The append path's rows are plain values (bytes, str, int, bool, None), which sqlite3 and psycopg
+    adapt exactly as SQLAlchemy would hand them over; going round its per-row bind processing halves
+    the cost of a batch's writes.
+    """
+    if rows:
+        conn.exec_driver_sql(sql, list(rows))
+
+
+@functools.cache
+def _bulk_sql(dialect: Dialect, verb: str, table: str, columns: tuple[str, ...]) -> str:
+    """``INSERT INTO t (a, b) VALUES (?, ?)`` or ``DELETE FROM t WHERE a = ? AND b = ?`` in the dialect's
+    quoting and parameter style."""
+    quote = dialect.identifier_preparer.quote
+    marker = "?" if dialect.paramstyle == "qmark" else "%s"
+    if verb == "insert":
+        names = ", ".join(quote(c) for c in columns)
+        return f"INSERT INTO {quote(table)} ({names}) VALUES ({', '.join(marker for _ in columns)})"
+    return f"DELETE FROM {quote(table)} WHERE " + " AND ".join(f"{quote(c)} = {marker}" for c in columns)
+
+
+def _insert_many(conn: Connection, table: str, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]]) -> None:
+    _write_many(conn, _bulk_sql(conn.dialect, "insert", table, columns), rows)
+
+
 # --- entries ---------------------------------------------------------------------------------------------
 
 
@@ -84,22 +115,12 @@ def log_size(conn: Connection) -> int:
 
 def insert_entries(conn: Connection, rows: Sequence[tuple[StoredEntry, EntryMeta]]) -> None:
     """Append sealed entries (one statement for the batch)."""
-    if not rows:
-        return
-    conn.execute(
-        insert(log_entries),
+    _insert_many(
+        conn,
+        log_entries.name,
+        ("idx", "data", "leaf_hash", "chain_hash", "accepted_at", "actor", "nonce", "kind", "tx_hash"),
         [
-            {
-                "idx": e.index,
-                "data": e.data,
-                "leaf_hash": e.leaf_hash,
-                "chain_hash": e.chain_hash,
-                "accepted_at": m.accepted_at,
-                "actor": m.actor,
-                "nonce": m.nonce,
-                "kind": m.kind,
-                "tx_hash": m.tx_hash,
-            }
+            (e.index, e.data, e.leaf_hash, e.chain_hash, m.accepted_at, m.actor, m.nonce, m.kind, m.tx_hash)
             for e, m in rows
         ],
     )
@@ -168,9 +189,8 @@ def find_by_nonce(conn: Connection, actor: str, nonce: str) -> tuple[int, bytes]
 
 def insert_nodes(conn: Connection, nodes: Iterable[tuple[NodeId, Hash]]) -> None:
     """Store completed interior nodes; level-0 nodes are the entries' leaf hashes and are skipped."""
-    rows = [{"level": n.level, "idx": n.index, "hash": h} for n, h in nodes if n.level > 0]
-    if rows:
-        conn.execute(insert(merkle_nodes), rows)
+    rows = [(n.level, n.index, h) for n, h in nodes if n.level > 0]
+    _insert_many(conn, merkle_nodes.name, ("level", "idx", "hash"), rows)
 
 
 class DbNodeReader:
@@ -269,7 +289,9 @@ def cosignature_lines(conn: Connection, size: int) -> list[str]:
 def insert_movements(conn: Connection, moves: Sequence[Movement]) -> None:
     """Store the movements of newly appended entries (one statement for the batch)."""
     if moves:
-        conn.execute(insert(unit_movements), [movement_row(m) for m in moves])
+        rows = [movement_row(m) for m in moves]
+        columns = tuple(rows[0])
+        _insert_many(conn, unit_movements.name, columns, [tuple(row[c] for c in columns) for row in rows])
 
 
 def movements_of_serials(conn: Connection, batch: str, first: int, last: int) -> list[dict[str, Any]]:
@@ -311,19 +333,15 @@ def write_projections(conn: Connection, state: State) -> None:
     for table_name, key in state.dirty:
         by_table[table_name].append(key)
     for table_name, keys in by_table.items():
-        table = PROJECTIONS[table_name]
-        key_columns = [table.c[name] for name in _key_names(table_name)]
-        conn.execute(
-            delete(table).where(and_(*(col == bindparam(f"k_{col.name}") for col in key_columns))),
-            [{f"k_{col.name}": value for col, value in zip(key_columns, key, strict=True)} for key in keys],
-        )
+        _write_many(conn, _bulk_sql(conn.dialect, "delete", table_name, _key_names(table_name)), keys)
         rows = []
         for key in keys:
             record = state.lookup(table_name, key)
             if record is not None:
                 rows.append(record_row(record))
         if rows:
-            conn.execute(insert(table), rows)
+            columns = tuple(rows[0])
+            _insert_many(conn, table_name, columns, [tuple(row[c] for c in columns) for row in rows])
     state.dirty.clear()
 
 
