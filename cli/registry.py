@@ -123,6 +123,10 @@ def _request_timeout() -> float:
     return Settings().request_timeout
 
 
+class _HeadTooLarge(Exception):
+    """Raised from a parser callback to stop parsing a request head over the limit."""
+
+
 class GuardedHttpProtocol(HttpToolsProtocol):
     """uvicorn's HTTP/1.1 protocol (httptools, llhttp's C parser), with two guards uvicorn lacks there.
 
@@ -141,7 +145,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._receiving = False  # between the first byte of a request and its end
         self._in_head = True  # no request head has ended since the last request (or ever)
-        self._head_bytes = 0
+        self._head_bytes = 0  # of the current head, as parsed: its request line and headers
+        self._unparsed_head = 0  # bytes received since the last head ended, before this one ends
+        self._head_too_large = False
         self._heads_ended = 0
         self._cycle_received = False  # the request of `self.cycle` has arrived whole
         self._last_words: bytes | None = None  # a refusal to send once the response in flight is complete
@@ -155,29 +161,43 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             return  # the stream is broken and its answer is waiting for the response in flight
         in_head, heads = self._in_head, self._heads_ended
         super().data_received(data)
-        if in_head and self._heads_ended == heads and not self.transport.is_closing():
-            # No head ended in this data and none had ended before it: it was all head. Data that ends a
-            # body and starts a head is not counted: such a head is caught one read later at most.
-            self._head_bytes += len(data)
-            if self._head_bytes > MAX_REQUEST_HEAD_BYTES:
-                self._refuse(
-                    431,
-                    "Request Header Fields Too Large",
-                    "request-head-too-large",
-                    f"the request line and headers are over the limit of {MAX_REQUEST_HEAD_BYTES} bytes",
-                )
+        if self.transport.is_closing():
+            return
+        if in_head and self._heads_ended == heads:
+            # No head ended in this data and none had ended before it: it was all head, still arriving (the
+            # parser holds a header until it ends, so `on_header` alone would not see a head that never
+            # does). Data that ends a body and starts a head is not counted: it is caught one read later.
+            self._unparsed_head += len(data)
+            if self._unparsed_head > MAX_REQUEST_HEAD_BYTES:
+                self._head_too_large = True
+                self.send_400_response("")
                 return
         self._watch()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._receiving = True
+        self._head_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        self._count_head(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        self._count_head(len(name) + len(value) + 4)
+
+    def _count_head(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > MAX_REQUEST_HEAD_BYTES:
+            self._head_too_large = True
+            raise _HeadTooLarge  # stops the parser; uvicorn then calls `send_400_response`
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._cycle_received = False
         self._heads_ended += 1
-        self._head_bytes = 0
+        self._unparsed_head = 0
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -188,14 +208,21 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if self._last_words is not None and not self.transport.is_closing():
-            self.transport.write(self._last_words)
-            self.transport.close()
+        if self._last_words is not None:
+            # `self.cycle` is the last request parsed: once it is answered, so is every one before it.
+            if self.cycle.response_complete and not self.pipeline and not self.transport.is_closing():
+                self.transport.write(self._last_words)
+                self.transport.close()
             return
         self._watch()
 
     def send_400_response(self, msg: str) -> None:
-        # uvicorn's answer to bytes that are not HTTP/1.1, as a problem document, after the answer in flight.
+        # uvicorn's answer to bytes that are not HTTP/1.1 (and ours to a head too long), as a problem
+        # document, after the answers in flight.
+        if self._head_too_large:
+            detail = f"the request line and headers are over the limit of {MAX_REQUEST_HEAD_BYTES} bytes"
+            self._refuse(431, "Request Header Fields Too Large", "request-head-too-large", detail)
+            return
         detail = f"what followed on this connection is not an HTTP/1.1 request ({msg.rstrip('.')})"
         self._refuse(400, "Bad Request", "malformed-http", detail)
 
@@ -224,7 +251,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._deadline = None
         if not self._waiting():
             return
-        begun = self._receiving or self._head_bytes > 0
+        begun = self._receiving or self._unparsed_head > 0
         answered = self._receiving and self.cycle is not None and self.cycle.response_started
         if begun and not answered:
             detail = f"the request did not arrive whole within the request timeout of {_request_timeout():g} s"

@@ -240,8 +240,9 @@ class Admission:
             self._queue.put(None)
         thread.join(timeout)
         with self._lock:
-            self._thread = None
-            self._closed = False
+            if not thread.is_alive():  # else it still owns the queue: it stays the thread, closed
+                self._thread = None
+                self._closed = False
 
     def _run(self) -> None:
         stopping = False

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, func, select
 from ledger.audit import audit
 from ledger.checkpoint import open_checkpoint
 from ledger.errors import ConflictError, RuleViolation, StorageError
+from ledger.keys import PublicKey
 from ledger.ledger import Ledger, Receipt, found_registry, tx_hash
 from ledger.log import decode_entry
 from ledger.merkle import root_from_leaves, verify_inclusion
@@ -303,6 +304,76 @@ def test_a_stale_transaction_is_refused(issued: Story) -> None:
     (refused,) = ledger.submit([tx], now=issued.world.clock + timedelta(minutes=16))
     assert isinstance(refused, RuleViolation)
     assert refused.code == "stale_transaction"
+
+
+# --- signatures verified by the caller -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("entries", [0, 1, 3], ids=["none", "too_few", "too_many"])
+def test_verified_keys_of_the_wrong_length_are_refused_and_append_nothing(issued: Story, entries: int) -> None:
+    ledger = issued.ledger
+    size, cps = ledger.size(), checkpoint_sizes(ledger.engine)
+    txs = [transfer(issued, "owner", "buyer", 10), transfer(issued, "organiser", "buyer", 5)]
+    with pytest.raises(ValueError, match="one entry per transaction"):
+        ledger.submit(txs, now=issued.world.clock, verified_keys=[None] * entries)
+    assert ledger.size() == size
+    assert checkpoint_sizes(ledger.engine) == cps
+    # Nothing was half-applied: the same transactions append afterwards.
+    results = ledger.submit(txs, now=issued.world.clock, verified_keys=[None, None])
+    assert [isinstance(r, Receipt) and not r.duplicate for r in results] == [True, True]
+    assert ledger.state().balance("buyer") == 15
+
+
+@pytest.mark.parametrize(
+    "vouched",
+    [None, seeded_key("buyer").public_key.raw, seeded_key("mallory").public_key.raw],
+    ids=["none", "another_participants_key", "a_strangers_key"],
+)
+def test_a_bad_signature_vouched_for_with_another_key_is_refused(issued: Story, vouched: bytes | None) -> None:
+    ledger = issued.ledger
+    size, cps = ledger.size(), checkpoint_sizes(ledger.engine)
+    forged = _forged_signature(issued)  # the organiser's transaction, under another transaction's signature
+    (refused,) = ledger.submit([forged], now=issued.world.clock, verified_keys=[vouched])
+    assert isinstance(refused, RuleViolation)
+    assert refused.code == "bad_signature"
+    assert refused.message.startswith(f"signature does not verify for key {seeded_key('organiser').key_id}")
+    assert ledger.size() == size
+    assert checkpoint_sizes(ledger.engine) == cps
+    # A good signature vouched for with the wrong key is verified here, and passes.
+    good = transfer(issued, "organiser", "buyer", 2)
+    (receipt,) = ledger.submit([good], now=issued.world.clock, verified_keys=[vouched])
+    assert isinstance(receipt, Receipt), receipt
+    assert ledger.state().balance("buyer") == 2
+
+
+def test_a_signature_vouched_for_with_the_authorised_key_is_not_verified_again(
+    issued: Story, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = issued.ledger
+    verified: list[tuple[bytes, bytes]] = []
+    real_verify = PublicKey.verify
+
+    def counting_verify(key: PublicKey, message: bytes, signature: bytes) -> None:
+        verified.append((key.raw, signature))
+        real_verify(key, message, signature)
+
+    monkeypatch.setattr(PublicKey, "verify", counting_verify)
+    owner_key, organiser_key = seeded_key("owner").public_key.raw, seeded_key("organiser").public_key.raw
+    vouched = transfer(issued, "owner", "buyer", 10)
+    plain = transfer(issued, "organiser", "buyer", 5)
+    results = ledger.submit([vouched, plain], now=issued.world.clock, verified_keys=[owner_key, None])
+    assert [isinstance(r, Receipt) for r in results] == [True, True], results
+    assert verified == [(organiser_key, plain.signature)]  # the vouched transaction: 0 checks; the other: 1
+
+    # Vouched for with another participant's key: the ledger verifies it itself.
+    verified.clear()
+    misvouched = transfer(issued, "owner", "buyer", 1)
+    (receipt,) = ledger.submit([misvouched], now=issued.world.clock, verified_keys=[organiser_key])
+    assert isinstance(receipt, Receipt), receipt
+    assert verified == [(owner_key, misvouched.signature)]
+    assert ledger.state().balance("buyer") == 16
+    monkeypatch.undo()
+    assert_verifies(ledger.engine)  # the audit checks every signature, the vouched one included
 
 
 # --- several writers ---------------------------------------------------------------------------------

@@ -5,6 +5,10 @@ deadline of `REQUEST_TIMEOUT` seconds and the default 64 KiB body limit. Against
 
 - oversized bodies (just over the limit, 10 MB, a lying ``Content-Length``, a chunked body that keeps
   growing) are answered 413 without the server reading them to the end;
+- a request head over 16 KiB (sent at once or trickled) is answered 431 and the connection closed, one just
+  under it is answered, and the limit is per request (a keep-alive connection may carry many heads);
+  pipelined requests are answered in order, and bytes that are not HTTP after a whole request are answered
+  400 ``malformed-http`` after that request's answer, then the connection is closed;
 - bodies that are deeply nested, hold huge numbers or strings, or many keys are 4xx problems;
 - slow clients (silent sockets, headers or a body trickled a byte at a time) do not hold up a normal
   client, and the server cuts each of them off at its deadline (408, or closed if it sent nothing);
@@ -372,6 +376,176 @@ def assert_problem(response: httpx.Response, status: int, code: str | None = Non
     if code is not None:
         assert problem["type"] == PROBLEM_BASE + code, problem
     return problem
+
+
+# --- request heads, pipelining, garbage -------------------------------------------------------------------
+
+HEAD_LIMIT = 16 * 1024
+"""The server's limit on a request's line and headers together (`cli.registry.MAX_REQUEST_HEAD_BYTES`)."""
+
+
+def send_in_pieces(sock: socket.socket, data: bytes, size: int = 1024, pause: float = 0.01) -> None:
+    """Send `data` in writes of `size` bytes `pause` seconds apart, until the server answers or closes."""
+    for start in range(0, len(data), size):
+        sock.sendall(data[start : start + size])
+        readable, _, _ = select.select([sock], [], [], pause)
+        if readable:
+            return  # answered (or closed): more would only reset the connection
+
+
+SENDERS: dict[str, Callable[[socket.socket, bytes], None]] = {
+    "in_one_write": socket.socket.sendall,
+    "in_1_kib_writes": send_in_pieces,
+}
+"""Ways to send a request: so the server reads its head at once, or a piece at a time."""
+
+
+def padded_get(path: str, padding: int, *, pieces: int = 1, close: bool = False) -> bytes:
+    """A GET whose head carries `padding` bytes of header values, spread over `pieces` headers."""
+    headers = {f"X-Padding-{i}": "p" * (padding // pieces) for i in range(pieces)}
+    return head("GET", path, {**headers, **({"Connection": "close"} if close else {})})
+
+
+def assert_healthz(response: RawResponse | None) -> None:
+    assert response is not None
+    assert response.status == 200, response
+    assert json.loads(response.body)["status"] == "ok"
+
+
+@pytest.mark.parametrize("sending", SENDERS)
+def test_a_request_head_over_16_kib_is_431_and_closed(server: Server, sending: str) -> None:
+    request = padded_get("/healthz", 17 * 1024)  # one long header
+    assert len(request) > HEAD_LIMIT
+    with connect(server) as sock:
+        SENDERS[sending](sock, request)
+        responses = read_until_closed(sock)
+    assert [r.status for r in responses] == [431], responses
+    problem = responses[0].problem()
+    assert problem["type"] == PROBLEM_BASE + "request-head-too-large"
+    assert str(HEAD_LIMIT) in problem["detail"]
+    assert responses[0].headers["connection"] == "close"
+    server.assert_healthy()
+
+
+@pytest.mark.parametrize("sending", SENDERS)
+def test_a_request_head_just_under_16_kib_is_answered(server: Server, sending: str) -> None:
+    request = padded_get("/healthz", 15 * 1024, pieces=15)
+    assert HEAD_LIMIT - 1024 < len(request) <= HEAD_LIMIT
+    with connect(server) as sock:
+        SENDERS[sending](sock, request)
+        assert_healthz(read_response(sock))
+        # The connection stays open for the next request.
+        sock.sendall(head("GET", "/healthz", {"Connection": "close"}))
+        assert_healthz(read_response(sock))
+        assert_closed(sock)
+    server.assert_healthy()
+
+
+def read_responses(sock: socket.socket, count: int) -> list[RawResponse]:
+    """The next `count` responses on `sock` (fewer if the server closes it first); times out if they do not come."""
+    data = b""
+    responses: list[RawResponse] = []
+    while len(responses) < count:
+        chunk = sock.recv(65536)
+        data += chunk
+        while len(responses) < count and (parsed := parse_response(data, closed=not chunk)) is not None:
+            response, data = parsed
+            responses.append(response)
+        if not chunk:
+            break
+    assert not data, f"more than {count} responses: {data[:200]!r}"
+    return responses
+
+
+def test_pipelined_requests_are_answered_in_order(server: Server) -> None:
+    with connect(server) as sock:
+        sock.sendall(head("GET", "/healthz", {}) * 2)  # two requests in one write
+        for response in read_responses(sock, 2):
+            assert_healthz(response)
+        # Three more on the same connection, told apart by their answers.
+        sock.sendall(
+            head("GET", "/v1/log/checkpoint", {}) + head("GET", "/healthz", {}) + head("GET", "/v1/log/checkpoint", {})
+        )
+        checkpoint, health, checkpoint_again = read_responses(sock, 3)
+        sock.sendall(head("GET", "/healthz", {"Connection": "close"}))
+        (last,) = read_until_closed(sock)
+    for response in (checkpoint, checkpoint_again):
+        assert response.status == 200, response
+        assert response.headers["content-type"].startswith("text/plain")
+        assert response.body == server.checkpoint()
+    assert_healthz(health)
+    assert_healthz(last)
+    server.assert_healthy()
+
+
+GARBAGE = b"\x16\x03\x01\x02\x00 this is not HTTP\r\n\r\n"
+"""Bytes no HTTP/1.1 request starts with (the first of them a TLS handshake's)."""
+
+
+def assert_malformed_http(response: RawResponse) -> None:
+    assert response.status == 400, response
+    problem = response.problem()
+    assert problem["type"] == PROBLEM_BASE + "malformed-http"
+    assert "is not an HTTP/1.1 request" in problem["detail"]
+    assert response.headers["connection"] == "close"
+
+
+def test_garbage_after_a_whole_request_is_answered_after_it_then_400_and_closed(server: Server) -> None:
+    with connect(server) as sock:
+        sock.sendall(head("GET", "/healthz", {}) + GARBAGE)
+        first, refusal = read_until_closed(sock)
+    assert_healthz(first)
+    assert_malformed_http(refusal)
+    # A request with a body, then garbage: the transaction is appended and answered, then the 400.
+    size = server.log_size()
+    body = json.dumps(server.sign().to_json()).encode()
+    with connect(server) as sock:
+        sock.sendall(
+            head("POST", "/v1/transactions", {"Content-Length": str(len(body)), **json_type()}) + body + GARBAGE
+        )
+        receipt, refusal = read_until_closed(sock)
+    assert receipt.status == 201, receipt
+    assert json.loads(receipt.body)["index"] == size
+    assert_malformed_http(refusal)
+    # Garbage alone: the 400 at once.
+    with connect(server) as sock:
+        sock.sendall(GARBAGE)
+        (refusal,) = read_until_closed(sock)
+    assert_malformed_http(refusal)
+    assert server.log_size() == size + 1
+    server.assert_healthy()
+
+
+def test_garbage_after_pipelined_requests_is_answered_after_all_of_them(server: Server) -> None:
+    with connect(server) as sock:
+        sock.sendall(head("GET", "/healthz", {}) + head("GET", "/v1/log/checkpoint", {}) + GARBAGE)
+        responses = read_until_closed(sock)
+    assert [r.status for r in responses] == [200, 200, 400], responses
+    assert_healthz(responses[0])
+    assert responses[1].body == server.checkpoint()
+    assert_malformed_http(responses[2])
+    server.assert_healthy()
+
+
+def test_a_keep_alive_connection_may_carry_more_than_16_kib_of_heads(server: Server) -> None:
+    """The head limit is per request: 50 requests of ~600 bytes each (~30 KiB in all) on one connection."""
+    sent = 0
+    with connect(server) as sock:
+        for i in range(50):
+            request = padded_get("/healthz", 500, close=i == 49)
+            # In two writes, so the server reads most of each head before the head ends (and counts it).
+            sock.sendall(request[:-2])
+            time.sleep(0.005)
+            sock.sendall(request[-2:])
+            sent += len(request)
+            try:
+                assert_healthz(read_response(sock))
+            except AssertionError as exc:
+                exc.add_note(f"request {i + 1} of 50, {sent} bytes sent on the connection")
+                raise
+        assert_closed(sock)
+    assert sent > 25_000
+    server.assert_healthy()
 
 
 # --- hostile JSON -----------------------------------------------------------------------------------------
