@@ -12,6 +12,7 @@ appends nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -72,7 +73,14 @@ class Ledger:
             self._state = State()
         state = self._state
         before = state.size
+        # The tip of this process's last append follows the entries others appended after it (its
+        # checkpoint is then unknown until a batch compares it with the latest stored one).
+        tip = self._tip if self._tip is not None and self._tip.size == before else None
+        last_chain: bytes | None = None
         for stored in store.iter_entries(conn, state.size):
+            if tip is not None:
+                tip.frontier.append(Hash(stored.leaf_hash))
+            last_chain = stored.chain_hash
             # A stored entry that does not replay is damage to the log, not the caller's rule violation.
             try:
                 entry = decode_stored(stored)
@@ -81,11 +89,18 @@ class Ledger:
                 state.apply(body, index=entry.index, accepted_at=entry.accepted_at)
             except (EncodingError, RuleViolation, IntegrityError) as exc:
                 self._state = None
+                self._tip = None
                 reason = f"{exc.code}: {exc.message}" if isinstance(exc, RuleViolation) else str(exc)
                 reason = reason.removeprefix(f"entry {stored.index}: ")
                 raise IntegrityError(f"the stored log does not replay: {reason}", index=stored.index) from None
         state.dirty.clear()  # those rows were written by whoever appended the entries
         self._heap.grew(state.size - before)
+        if last_chain is not None:
+            self._tip = (
+                None
+                if tip is None
+                else dataclasses.replace(tip, size=state.size, chain_hash=last_chain, checkpoint=None)
+            )
         return state
 
     def state(self) -> State:
@@ -129,6 +144,13 @@ class Ledger:
         last_checkpoint = store.latest_checkpoint(conn)
         tip = self._tip
         self._tip = None  # until this batch commits
+        if (
+            tip is not None
+            and tip.checkpoint is None
+            and last_checkpoint is not None
+            and (last_checkpoint.size, last_checkpoint.root_hash) == (tip.size, tip.frontier.root())
+        ):
+            tip = dataclasses.replace(tip, checkpoint=last_checkpoint)  # caught up to another's checkpoint
         if tip is None or tip.checkpoint != last_checkpoint or tip.size != size:
             # Another process appended, or this is the first batch: start from what the database holds.
             tip = self._tip_from(conn, size, last_checkpoint)
@@ -307,8 +329,9 @@ class _Tip:
     signed checkpoint (whose root the frontier's tree was checked to match) and the registry's meta.
 
     A committed batch leaves its tip to the next one, which uses it only if the database's latest
-    checkpoint is still that one (no other process appended since): the tree, the last entry and the
-    meta then need not be read again.
+    checkpoint is still that one (no other process appended since), or if the entries others appended
+    since, added to its frontier by the catch-up, give exactly the root of the latest checkpoint they
+    signed: the tree, the last entry and the meta then need not be read again.
     """
 
     size: int

@@ -1,14 +1,19 @@
 """Database engines for the ledger: SQLite (WAL, synchronous=FULL) and PostgreSQL (psycopg 3).
 
-Appends must be linear across processes. On SQLite a write transaction starts with
+Appends must be linear across processes. On SQLite a write transaction first locks a file beside the
+database (`append_lock`, so appenders hand over without SQLite's sleeping busy wait), then starts with
 ``BEGIN IMMEDIATE``, which takes the database's write lock up front; on PostgreSQL it takes a
 transaction-scoped advisory lock. Either way one appender at a time reads the log's tail and extends it.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -66,11 +71,59 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+APPEND_LOCK_TIMEOUT = 60.0
+"""Seconds an appender waits for another process's append (as SQLite's busy timeout)."""
+
+
+def append_lock_path(engine: Engine) -> Path | None:
+    """The file beside a SQLite database that its appenders lock (`append_lock`); None on PostgreSQL."""
+    if not is_sqlite(engine) or not engine.url.database:
+        return None
+    return Path(f"{engine.url.database}-append.lock")
+
+
+@contextmanager
+def append_lock(engine: Engine) -> Iterator[None]:
+    """On SQLite, an exclusive lock on a file beside the database, held for a whole append.
+
+    ``BEGIN IMMEDIATE`` alone would serialise appenders too, but SQLite's busy handler waits for the
+    write lock in sleeps that grow to 100 ms, so with several server processes the log would sit idle
+    between appends. Here a waiting appender retries every millisecond at most, and the kernel drops the
+    lock of a process that dies. PostgreSQL needs nothing of this: its advisory lock wakes the next
+    appender at once.
+    """
+    path = append_lock_path(engine)
+    if path is None:
+        yield
+        return
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StorageError(f"cannot open the append lock {path}: {exc.strerror}") from None
+    try:
+        deadline = time.monotonic() + APPEND_LOCK_TIMEOUT
+        pause = 0.0001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise StorageError(
+                        f"another process has held the append lock {path} for over {APPEND_LOCK_TIMEOUT:g} s"
+                    ) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.001)
+        yield
+    finally:
+        os.close(fd)  # and with it the lock
+
+
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """One append transaction holding the log's write lock; commits on success, rolls back on error."""
     try:
-        with engine.connect() as conn:
+        with append_lock(engine), engine.connect() as conn:
             conn = conn.execution_options(ledger_write=True)
             with conn.begin():
                 if not is_sqlite(engine):
