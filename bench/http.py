@@ -177,8 +177,9 @@ done = function(summary, latency, requests)
   local c, o, w = 0, 0, 0
   for _, t in ipairs(threads) do c = c + t:get("created"); o = o + t:get("other"); w = w + t:get("wrapped") end
   io.write(string.format('RESULT {"created": %d, "other": %d, "wrapped": %d, '
-    .. '"seconds": %f, "p50_ms": %f, "p99_ms": %f}\\n', c, o, w, summary.duration / 1e6,
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+    .. '"seconds": %f, "p50_ms": %f, "p90_ms": %f, "p99_ms": %f, "max_ms": %f}\\n', c, o, w,
+    summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(90) / 1000,
+    latency:percentile(99) / 1000, latency.max / 1000))
 end
 """
 
@@ -301,7 +302,11 @@ def main() -> None:
         f" verifications, {result['rate'] / insert_rate:.3f} x plain inserts",
     )
     row("receipt latency p50 (ms)", f"{result['p50_ms']:.1f}")
+    if "p90_ms" in result:
+        row("receipt latency p90 (ms)", f"{result['p90_ms']:.1f}")
     row("receipt latency p99 (ms)", f"{result['p99_ms']:.1f}")
+    if "max_ms" in result:
+        row("receipt latency max (ms)", f"{result['max_ms']:.1f}")
     row("answered otherwise (refused, re-sent or failed)", f"{result['other']:,.0f}")
 
 
