@@ -35,7 +35,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from bench.ledger import ORIGIN, World, key_for, presign_transfers, raw_sqlite_insert_rate, raw_verify_rate, setup
-from bench.serve import free_port, server
+from bench.serve import free_port, group_cpu_seconds, server
 from ledger.keys import write_key_file
 from ledger.ledger import Ledger
 from ledger.note import NoteSigner
@@ -278,12 +278,14 @@ def main() -> None:
     with server(command, port, env) as base:
         warm = max(200, args.transfers // 20)
         load(f"{base}/v1/transactions", bodies[:warm], min(args.clients, 8), 201)
+        cpu = group_cpu_seconds(base)
         if args.generator == "wrk":
             bodies_file = args.folder / "http-bench-transfers.jsonl"
             bodies_file.write_bytes(b"\n".join(bodies[warm:]) + b"\n")
             result = wrk_load(base, "/v1/transactions", bodies_file, args.clients, args.seconds)
         else:
             result = load(f"{base}/v1/transactions", bodies[warm:], args.clients, 201)
+        cpu = group_cpu_seconds(base) - cpu
 
     def row(name: str, value: str, ratio: str = "") -> None:
         print(f"{name:<52} {value:>14}   {ratio}")
@@ -308,6 +310,12 @@ def main() -> None:
     if "max_ms" in result:
         row("receipt latency max (ms)", f"{result['max_ms']:.1f}")
     row("answered otherwise (refused, re-sent or failed)", f"{result['other']:,.0f}")
+    accepted = result["rate"] * result["seconds"]
+    row(
+        "server CPU per accepted transfer (ms)",
+        f"{cpu / max(accepted, 1) * 1000:.3f}",
+        f"server processes used {cpu / result['seconds']:.2f} of {cores} cores",
+    )
 
 
 if __name__ == "__main__":

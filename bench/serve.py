@@ -15,6 +15,23 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
+SERVERS: dict[str, int] = {}
+"""The process group of each running `server`, by its base URL."""
+
+
+def group_cpu_seconds(base: str) -> float:
+    """CPU seconds (user and system) used so far by the processes of a running server's group, workers included."""
+    group = SERVERS[base]
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[2]) == group:  # the process group id
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / ticks
 
 
 def free_port() -> int:
@@ -46,8 +63,10 @@ def server(command: list[str], port: int, env: dict[str, str]) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise SystemExit("bench: the server did not answer within 60 s")
                 time.sleep(0.2)
+            SERVERS[base] = process.pid
             yield base
         finally:
+            SERVERS.pop(base, None)
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
                 try:

@@ -11,11 +11,14 @@ digits and ``._:+/=-``, at most 128 characters), otherwise a fresh one. It is ec
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import itertools
 import json
 import logging
 import re
 import sys
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -102,8 +105,59 @@ class AccessLogMiddleware:
                 self.logger.info(json.dumps(line, ensure_ascii=False, separators=(",", ":")), extra={"access": line})
 
 
-class _AccessLines(logging.StreamHandler):  # type: ignore[type-arg]  # TextIO stream, generic only in typeshed
-    """Writes each access record's message (already one JSON object) as one line."""
+class _AccessLines(logging.Handler):
+    """Writes each access record's message (already one JSON object) as one line, in batches.
+
+    A busy server writes a line per request: written one by one, every line is a system call in the
+    event loop's thread, which gives up the interpreter lock for it and waits to get it back from the
+    sequencer's and the admission's threads. Lines are gathered instead and written together every
+    `interval` seconds by a daemon thread (or at once past `limit` bytes, and on `flush` and `close`).
+    """
+
+    def __init__(self, stream: TextIO, *, interval: float = 0.2, limit: int = 64 * 1024) -> None:
+        super().__init__()
+        self.stream = stream
+        self.interval = interval
+        self.limit = limit
+        self._pending: list[str] = []
+        self._pending_size = 0
+        self._writer = threading.Lock()
+        self._stopped = threading.Event()
+        threading.Thread(target=self._flush_every_interval, name="cdcer-access-log", daemon=True).start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + "\n"
+        except Exception:
+            self.handleError(record)
+            return
+        with self.lock or contextlib.nullcontext():
+            self._pending.append(line)
+            self._pending_size += len(line)
+            full = self._pending_size >= self.limit
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock or contextlib.nullcontext():
+            lines, self._pending, self._pending_size = self._pending, [], 0
+        if not lines:
+            return
+        with self._writer:  # lines taken in order are written in order
+            try:
+                self.stream.write("".join(lines))
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass  # standard error closed or gone: the lines are lost, the server carries on
+
+    def close(self) -> None:
+        self._stopped.set()
+        self.flush()
+        super().close()
+
+    def _flush_every_interval(self) -> None:
+        while not self._stopped.wait(self.interval):
+            self.flush()
 
 
 def log_to_stream(stream: TextIO | None = None) -> logging.Handler:
@@ -117,6 +171,7 @@ def log_to_stream(stream: TextIO | None = None) -> logging.Handler:
         if isinstance(handler, _AccessLines):
             return handler
     handler = _AccessLines(sys.stderr if stream is None else stream)
+    atexit.register(handler.flush)  # what the last requests logged, when the server stops
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

@@ -108,6 +108,23 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(LedgerCollector(engine))
+        self._request_counters: dict[tuple[str, str, int], Counter] = {}
+        self._durations: dict[str, Histogram] = {}
+
+    def request_counter(self, method: str, route: str, status: int) -> Counter:
+        """The requests counter's child for these labels (looked up once: `labels` checks and locks)."""
+        key = (method, route, status)
+        child = self._request_counters.get(key)
+        if child is None:
+            child = self._request_counters[key] = self.requests.labels(method=method, route=route, status=str(status))
+        return child
+
+    def duration_histogram(self, route: str) -> Histogram:
+        """The request duration histogram's child for this route."""
+        child = self._durations.get(route)
+        if child is None:
+            child = self._durations[route] = self.duration.labels(route=route)
+        return child
 
     def count_transaction(self, status: int, body: bytes) -> None:
         """Count the fate of one ``POST /v1/transactions`` from its response."""
@@ -162,8 +179,8 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_and_watch)
         finally:
             route = route_template(scope) or UNMATCHED
-            self.metrics.requests.labels(method=scope["method"], route=route, status=str(status)).inc()
-            self.metrics.duration.labels(route=route).observe(time.perf_counter() - clock)
+            self.metrics.request_counter(scope["method"], route, status).inc()
+            self.metrics.duration_histogram(route).observe(time.perf_counter() - clock)
 
 
 def _is_transaction_post(scope: Scope) -> bool:

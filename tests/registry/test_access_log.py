@@ -144,6 +144,7 @@ def test_log_to_stream_prints_each_line_once(client: TestClient) -> None:
     try:
         assert log_to_stream(io.StringIO()) is handler
         client.get("/healthz", headers={"X-Request-ID": "printed"})
+        handler.flush()  # lines are written in batches
         (printed,) = stream.getvalue().splitlines()
         assert json.loads(printed)["request_id"] == "printed"
         assert stream.getvalue().endswith("\n")
