@@ -77,31 +77,50 @@ def set_meta(conn: Connection, name: str, value: str) -> None:
 # --- the append path's bulk writes ---------------------------------------------------------------------
 
 
-def _write_many(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
-    """One ``executemany`` straight to the driver.
+def _write_many(
+    conn: Connection, table: str, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]], verb: str
+) -> None:
+    """Insert rows, or delete the rows with these keys, straight through the driver.
 
     The append path's rows are plain values (bytes, str, int, bool, None), which sqlite3 and psycopg
-    adapt exactly as SQLAlchemy would hand them over; going round its per-row bind processing halves
-    the cost of a batch's writes.
+    adapt exactly as SQLAlchemy would hand them over; going round its per-row bind processing halves the
+    cost of a batch's writes. SQLite (in process) takes one ``executemany``; PostgreSQL one statement per
+    thousand rows, since psycopg's ``executemany`` sends a statement per row.
     """
-    if rows:
-        conn.exec_driver_sql(sql, list(rows))
+    if not rows:
+        return
+    dialect = conn.dialect
+    if dialect.paramstyle == "qmark":
+        conn.exec_driver_sql(_bulk_sql(dialect, verb, table, columns, 1), list(rows))
+        return
+    for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+        chunk = rows[start : start + _ROWS_PER_STATEMENT]
+        params = tuple(value for row in chunk for value in row)
+        conn.exec_driver_sql(_bulk_sql(dialect, verb, table, columns, len(chunk)), params)
+
+
+_ROWS_PER_STATEMENT = 1000
+
+
+def _bulk_sql(dialect: Dialect, verb: str, table: str, columns: tuple[str, ...], count: int) -> str:
+    """``INSERT INTO t (a, b) VALUES (?, ?)[, ...]`` or ``DELETE FROM t WHERE (a = ? AND b = ?)[ OR ...]``
+    for `count` rows, in the dialect's quoting and parameter style."""
+    head, row = _bulk_parts(dialect, verb, table, columns)
+    return head + (", " if verb == "insert" else " OR ").join([row] * count)
 
 
 @functools.cache
-def _bulk_sql(dialect: Dialect, verb: str, table: str, columns: tuple[str, ...]) -> str:
-    """``INSERT INTO t (a, b) VALUES (?, ?)`` or ``DELETE FROM t WHERE a = ? AND b = ?`` in the dialect's
-    quoting and parameter style."""
+def _bulk_parts(dialect: Dialect, verb: str, table: str, columns: tuple[str, ...]) -> tuple[str, str]:
     quote = dialect.identifier_preparer.quote
     marker = "?" if dialect.paramstyle == "qmark" else "%s"
     if verb == "insert":
         names = ", ".join(quote(c) for c in columns)
-        return f"INSERT INTO {quote(table)} ({names}) VALUES ({', '.join(marker for _ in columns)})"
-    return f"DELETE FROM {quote(table)} WHERE " + " AND ".join(f"{quote(c)} = {marker}" for c in columns)
+        return f"INSERT INTO {quote(table)} ({names}) VALUES ", f"({', '.join(marker for _ in columns)})"
+    return f"DELETE FROM {quote(table)} WHERE ", "(" + " AND ".join(f"{quote(c)} = {marker}" for c in columns) + ")"
 
 
 def _insert_many(conn: Connection, table: str, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]]) -> None:
-    _write_many(conn, _bulk_sql(conn.dialect, "insert", table, columns), rows)
+    _write_many(conn, table, columns, rows, "insert")
 
 
 # --- entries ---------------------------------------------------------------------------------------------
@@ -346,7 +365,7 @@ def write_projections(conn: Connection, state: State) -> None:
     for table_name, key in state.dirty:
         by_table[table_name].append(key)
     for table_name, keys in by_table.items():
-        _write_many(conn, _bulk_sql(conn.dialect, "delete", table_name, _key_names(table_name)), keys)
+        _write_many(conn, table_name, _key_names(table_name), keys, "delete")
         rows = []
         for key in keys:
             record = state.lookup(table_name, key)
