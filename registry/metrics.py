@@ -110,6 +110,14 @@ class Metrics:
         self.registry.register(LedgerCollector(engine))
         self._request_counters: dict[tuple[str, str, int], Counter] = {}
         self._durations: dict[str, Histogram] = {}
+        self._appended: dict[str, Counter] = {}
+
+    def appended_counter(self, kind: str) -> Counter:
+        """The appended transactions counter's child for this kind."""
+        child = self._appended.get(kind)
+        if child is None:
+            child = self._appended[kind] = self.appended.labels(kind=kind)
+        return child
 
     def request_counter(self, method: str, route: str, status: int) -> Counter:
         """The requests counter's child for these labels (looked up once: `labels` checks and locks)."""
@@ -126,10 +134,14 @@ class Metrics:
             child = self._durations[route] = self.duration.labels(route=route)
         return child
 
-    def count_transaction(self, status: int, body: bytes) -> None:
-        """Count the fate of one ``POST /v1/transactions`` from its response."""
+    def count_transaction(self, status: int, body: bytes, *, kind: str | None = None) -> None:
+        """Count the fate of one ``POST /v1/transactions`` from its response (`kind`: an appended
+        transaction's, when the route said so; else read from the receipt)."""
         if status not in (200, 201) and not 400 <= status < 500:
             return  # 5xx: the registry failed; the request counter shows it
+        if status == 201 and kind is not None:
+            self.appended_counter(kind).inc()
+            return
         try:
             answer: Any = json.loads(body)
         except ValueError:
@@ -139,7 +151,7 @@ class Metrics:
         if status == 201:
             outcome = answer.get("outcome")
             kind = outcome.get("kind") if isinstance(outcome, dict) else None
-            self.appended.labels(kind=str(kind or "unknown")).inc()
+            self.appended_counter(str(kind or "unknown")).inc()
         elif status == 200:
             self.duplicates.inc()
         else:
@@ -172,7 +184,8 @@ class MetricsMiddleware:
             elif message["type"] == "http.response.body" and receipt is not None:
                 receipt += message.get("body", b"")
                 if not message.get("more_body", False):
-                    self.metrics.count_transaction(status, bytes(receipt))
+                    kind = scope.get("state", {}).get(transactions_api.APPENDED_KIND)
+                    self.metrics.count_transaction(status, bytes(receipt), kind=kind)
             await send(message)
 
         try:

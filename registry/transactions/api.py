@@ -15,6 +15,10 @@ from registry.transactions.schemas import SCHEMA_REF, ReceiptOut
 
 router = APIRouter(prefix="/v1", tags=["transactions"])
 
+APPENDED_KIND = "cdcer_appended_kind"
+"""Where the route leaves the kind of the transaction it appended, in the request's state (for the
+metrics, which then need not parse the receipt)."""
+
 
 async def get_admission(request: Request) -> service.Admission:
     """The app's gate before its sequencer (`service.Admission`)."""
@@ -63,6 +67,8 @@ async def post_transaction(
     tx = service.parse_signed_transaction(raw)
     verified_by = await service.admit(admission, tx)
     receipt = await service.append(sequencer, tx, verified_by=verified_by)
+    if receipt.outcome is not None and not receipt.duplicate:
+        setattr(request.state, APPENDED_KIND, receipt.outcome.kind)  # for the metrics
     # Serialised once, here: the model is built from our own receipt, so FastAPI need not validate it again.
     return Response(
         ReceiptOut.of(receipt).model_dump_json(),
