@@ -280,8 +280,11 @@ def run_audit(db: Path, url: str | None = None) -> dict[str, float]:
     API as `cdcer audit verify --url` reads it; prints a JSON line of its figures."""
     vkey = NoteSigner(ORIGIN, key_for("log").seed).verifier_key()
 
+    printed = [0]
+
     def progress(n: int) -> None:
-        if n % 100_000 == 0:
+        if n - printed[0] >= 100_000:
+            printed[0] = n
             log(f"  audited {n:,}")
 
     t0 = time.perf_counter()

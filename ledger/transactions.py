@@ -51,9 +51,13 @@ def _require_utc(value: datetime) -> datetime:
 
 def format_utc(value: datetime) -> str:
     """The one textual form of a time in this ledger: ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
-    utc = value.astimezone(UTC)
-    # strftime's %Y does not zero-pad years before 1000, which the parsers then refuse.
-    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S.%f}Z"
+    utc = value if value.tzinfo is UTC else value.astimezone(UTC)
+    # By fields, not strftime: its %Y does not zero-pad years before 1000 (which the parsers then refuse),
+    # and it costs five times as much, on every entry appended or audited.
+    return (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}"
+        f".{utc.microsecond:06d}Z"
+    )
 
 
 UtcDateTime = Annotated[datetime, AfterValidator(_require_utc), PlainSerializer(format_utc, return_type=str)]

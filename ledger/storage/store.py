@@ -151,8 +151,8 @@ def read_entries(conn: Connection, start: int, stop: int) -> list[StoredEntry]:
         select(log_entries.c.idx, log_entries.c.data, log_entries.c.leaf_hash, log_entries.c.chain_hash)
         .where(log_entries.c.idx >= start, log_entries.c.idx < stop)
         .order_by(log_entries.c.idx)
-    )
-    return [StoredEntry(int(r.idx), bytes(r.data), bytes(r.leaf_hash), bytes(r.chain_hash)) for r in rows]
+    ).all()  # fetched at once: iterating a result fetches row by row
+    return [StoredEntry(int(i), bytes(data), bytes(leaf), bytes(chain)) for i, data, leaf, chain in rows]
 
 
 def iter_entry_index_rows(conn: Connection, *, chunk: int = 5000) -> Iterator[dict[str, Any]]:
@@ -163,7 +163,7 @@ def iter_entry_index_rows(conn: Connection, *, chunk: int = 5000) -> Iterator[di
         rows = conn.execute(
             select(*columns).where(log_entries.c.idx > after).order_by(log_entries.c.idx).limit(chunk)
         ).mappings()
-        batch = [dict(row) for row in rows]
+        batch = [dict(row) for row in rows.all()]
         yield from batch
         if len(batch) < chunk:
             return
@@ -351,9 +351,9 @@ def iter_movement_rows(conn: Connection, *, chunk: int = 2000) -> Iterator[dict[
             select(unit_movements)
             .where(unit_movements.c.entry >= start, unit_movements.c.entry < start + chunk)
             .order_by(*order)
-        )
-        for row in rows:
-            yield dict(row._mapping)
+        ).mappings()
+        for row in rows.all():
+            yield dict(row)
 
 
 # --- projections -------------------------------------------------------------------------------------------
