@@ -92,7 +92,8 @@ def over_http(db: Path, size: int, samples: int) -> dict[str, dict[str, float]]:
             def get(path: Callable[[], str]) -> Callable[[int], object]:
                 return lambda _: client.get(path()).raise_for_status()
 
-            serial = "CDCER-P0001-2023-001-000001"
+            serial = "CDCER-P0001-2023-001-000001"  # moved by every transfer its holders make: the longest history
+            moves = len(client.get(f"/v1/serials/{serial}").json()["history"])
             get(lambda: "/healthz")(0)  # warm
             return {
                 "GET /healthz (floor)": timed(samples, get(lambda: "/healthz")),
@@ -105,7 +106,17 @@ def over_http(db: Path, size: int, samples: int) -> dict[str, dict[str, float]]:
                 ),
                 "GET signed checkpoint": timed(samples, get(lambda: "/v1/log/checkpoint")),
                 "GET a project": timed(samples, get(lambda: f"/v1/projects/P{rng.randint(1, ACCOUNTS):04d}")),
-                "GET a serial's history": timed(max(samples // 10, 10), get(lambda: f"/v1/serials/{serial}")),
+                "GET a random serial's history": timed(
+                    samples,
+                    get(
+                        lambda: (
+                            f"/v1/serials/CDCER-P{rng.randint(1, ACCOUNTS):04d}-2023-001-{rng.randint(1, 10**6):06d}"
+                        )
+                    ),
+                ),
+                f"GET the most-moved serial ({moves:,} moves)": timed(
+                    max(samples // 10, 10), get(lambda: f"/v1/serials/{serial}")
+                ),
                 "GET an account's holdings (signed)": timed(samples, holdings),
             }
 

@@ -268,12 +268,13 @@ def audit(
             altered = stored.chain_hash != computed_chain and stored.leaf_hash != leaf
             running_chain = ChainHash(stored.chain_hash) if altered else computed_chain
             applied = None
+            body: TransactionBody | None = None
             if entry is None:
                 state.skip(index)
             else:
-                applied = _replay(entry, index, state, report, checker, verifier)
+                body, applied = _replay(entry, index, state, report, checker, verifier)
             if index_check is not None:
-                index_check.expect(index, entry)  # (8) the columns stored beside the entry
+                index_check.expect(index, entry, body)  # (8) the columns stored beside the entry
             if moves is not None:
                 # (8) the serials' histories, entry by entry, so memory stays flat whatever the log's length
                 moves.expect(index, [] if applied is None else movements(index, *applied))
@@ -325,7 +326,9 @@ class _EntryIndexCheck:
         self.report = report
         self.pending: dict[str, Any] | None = next(rows, None)
 
-    def expect(self, index: int, entry: Entry | None) -> None:
+    def expect(self, index: int, entry: Entry | None, body: TransactionBody | None = None) -> None:
+        """The stored row of entry `index` must hold the entry's own columns (`body`: its transaction, when
+        the replay parsed it)."""
         while self.pending is not None and int(self.pending["idx"]) < index:
             self.pending = next(self.rows, None)  # a row for an entry the log does not have: reported there
         row = self.pending
@@ -335,9 +338,11 @@ class _EntryIndexCheck:
         self.pending = next(self.rows, None)
         if entry is None:
             return  # the entry itself is reported as undecodable
-        derived = _index_columns(entry)
+        derived = _index_columns(entry, body)
         if derived is None:
             return  # the transaction does not parse: reported by the replay
+        if all(row[column] == derived[column] for column in _INDEX_COLUMNS):
+            return
         for column in _INDEX_COLUMNS:
             stored = bytes(row[column]) if column == "tx_hash" else row[column]
             if stored != derived[column]:
@@ -352,13 +357,16 @@ class _EntryIndexCheck:
             )
 
 
-def _index_columns(entry: Entry) -> dict[str, Any] | None:
+def _index_columns(entry: Entry, body: TransactionBody | None = None) -> dict[str, Any] | None:
     """What the store must keep beside `entry`: its time, actor, nonce, kind and transaction hash."""
-    try:
-        body = json.loads(entry.body_bytes)
-        actor, nonce, kind = body["actor"], body["nonce"], body["payload"]["kind"]
-    except (ValueError, KeyError, TypeError):
-        return None
+    if body is not None:
+        actor, nonce, kind = body.actor, body.nonce, body.payload.kind
+    else:
+        try:
+            parsed = json.loads(entry.body_bytes)
+            actor, nonce, kind = parsed["actor"], parsed["nonce"], parsed["payload"]["kind"]
+        except (ValueError, KeyError, TypeError):
+            return None
     return {
         "accepted_at": format_utc(entry.accepted_at),
         "actor": actor,
@@ -396,13 +404,14 @@ def _replay(
     report: AuditReport,
     checker: _SignatureChecker,
     verifier: NoteVerifier | None,
-) -> tuple[str, Outcome] | None:
-    """Steps (5) to (7) for one decoded entry: its actor and outcome, or None when it could not be applied."""
+) -> tuple[TransactionBody | None, tuple[str, Outcome] | None]:
+    """Steps (5) to (7) for one decoded entry: its transaction (None if it does not parse) and its actor and
+    outcome (None when it could not be applied)."""
     try:
         body = TransactionBody.model_validate_json(entry.body_bytes)
     except ValidationError as exc:
         report.add("encoding", f"transaction does not parse: {exc.errors()[0]['msg']}", index)
-        return None
+        return None, None
     if index == 0 and isinstance(body.payload, RegistryGenesis) and verifier is not None:
         if body.payload.registry_vkey != verifier.verifier_key():
             report.add(
@@ -418,11 +427,11 @@ def _replay(
     except RuleViolation as exc:
         report.add("roles" if exc.code in ("forbidden", "actor_suspended") else "keys", exc.message, index)
         state.skip(index)
-        return None
+        return body, None
     except LedgerError as exc:
         report.add("keys", str(exc), index)
         state.skip(index)
-        return None
+        return body, None
     if key.raw != entry.public_key:
         report.add("signatures", f"entry carries a public key other than the registered key {key.key_id}", index)
     checker.add(index, key.raw, signing_message(entry.body_bytes), entry.signature)
@@ -434,7 +443,7 @@ def _replay(
         report.add("replay", f"{exc.code}: {exc.message}", index)
         state.skip(index)
     state.dirty.clear()
-    return None if outcome is None else (body.actor, outcome)
+    return body, None if outcome is None else (body.actor, outcome)
 
 
 def _check_checkpoint(
