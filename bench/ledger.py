@@ -332,7 +332,7 @@ def audit_parts(db: Path) -> None:
             elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         rate = report.entries / elapsed
         print(
-            f"{label + ', entries/s':<58} {rate:>10,.0f}   main process busy {cpu / elapsed:.0%}, "
+            f"{label + ', entries/s':<66} {rate:>10,.0f}   main process busy {cpu / elapsed:.0%}, "
             f"{cpu / report.entries * 1e6:.0f} us per entry; {rate / verify:.2f} x verify limit"
         )
 
