@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: test test-long install lint typecheck pytest run bench-ledger clean system-deps
+.PHONY: test test-long install lint typecheck pytest run bench-ledger bench-deps bench-http bench-reads clean system-deps
 
 test: install system-deps lint typecheck pytest
 
@@ -53,6 +53,21 @@ run: install
 
 bench-ledger: install
 	$(BIN)/python -m bench.ledger
+
+# wrk (Debian's C load generator) drives the HTTP benchmark; without it bench.http falls back to asyncio
+# clients, which saturate near 500 requests/s on these machines.
+bench-deps:
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null \
+		|| { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
+		|| echo "bench-deps: install Debian's wrk for the HTTP benchmark" >&2; }
+
+bench-http: install bench-deps
+	$(BIN)/python -m bench.http --engine sqlite
+	$(BIN)/python -m bench.http --engine postgres
+
+bench-reads: install
+	@[ -f bench-data/ledger.db ] || $(BIN)/python -m bench.ledger --entries 1000000 --db bench-data/ledger.db
+	$(BIN)/python -m bench.reads --db bench-data/ledger.db
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
