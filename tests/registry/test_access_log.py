@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -152,3 +153,31 @@ def test_log_to_stream_prints_each_line_once(client: TestClient) -> None:
         logger.removeHandler(handler)
         logger.propagate = propagate
         logger.setLevel(level)
+
+
+def test_lines_are_written_in_batches_within_the_interval_without_a_flush(client: TestClient) -> None:
+    stream = io.StringIO()
+    logger = logging.getLogger(ACCESS_LOGGER)
+    propagate, level = logger.propagate, logger.level
+    handler = log_to_stream(stream)
+    try:
+        for n in range(5):
+            client.get("/healthz", headers={"X-Request-ID": f"batched-{n}"})
+        deadline = time.monotonic() + 5  # the writer thread writes every 0.2 s
+        while stream.getvalue().count("\n") < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ids = [json.loads(line)["request_id"] for line in stream.getvalue().splitlines()]
+        assert ids == [f"batched-{n}" for n in range(5)]  # each once, in order
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        logger.propagate = propagate
+        logger.setLevel(level)
+
+
+def test_request_ids_made_here_are_unique_32_hex_digits(client: TestClient, access: Lines) -> None:
+    for _ in range(50):
+        client.get("/healthz")
+    ids = [line["request_id"] for line in access.lines]
+    assert len(set(ids)) == 50
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
