@@ -13,8 +13,10 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ledger.errors import RuleViolation
 from ledger.ledger import Ledger, Receipt
@@ -25,6 +27,35 @@ Result = Receipt | RuleViolation
 
 class SequencerClosed(RuntimeError):
     """The sequencer stopped before appending the transaction (the service is shutting down)."""
+
+
+T = TypeVar("T")
+
+
+def batches(source: queue.SimpleQueue[T | None], *, max_batch: int, max_wait: float) -> Iterator[list[T]]:
+    """The items of `source` in batches, until its stop mark (None), for a thread that serves them.
+
+    Each batch waits for its first item, then takes more for up to `max_wait` seconds (0: only what is
+    queued already) or until it holds `max_batch`. Everything queued before the stop mark is still served.
+    """
+    stopping = False
+    while not stopping:
+        first = source.get()
+        if first is None:
+            return
+        batch = [first]
+        deadline = time.monotonic() + max_wait
+        while len(batch) < max_batch:
+            remaining = deadline - time.monotonic()
+            try:
+                item = source.get(timeout=remaining) if remaining > 0 else source.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                stopping = True
+                break
+            batch.append(item)
+        yield batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,23 +119,7 @@ class Sequencer:
     # --- the thread ------------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is None:
-                break
-            batch = [first]
-            deadline = time.monotonic() + self.max_wait
-            while len(batch) < self.max_batch:
-                remaining = deadline - time.monotonic()
-                try:
-                    item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True  # everything queued before the stop is still appended
-                    break
-                batch.append(item)
+        for batch in batches(self._queue, max_batch=self.max_batch, max_wait=self.max_wait):
             self._commit(batch)
 
     def _commit(self, batch: list[_Pending]) -> None:

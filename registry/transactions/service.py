@@ -49,7 +49,7 @@ from ledger.storage.tables import PROJECTIONS, log_entries
 from ledger.transactions import SignedTransaction
 from registry.errors import BadRequest, RegistryError, ServiceUnavailable
 from registry.transactions.errors import TransactionRefused
-from registry.transactions.sequencer import Sequencer, SequencerClosed
+from registry.transactions.sequencer import Sequencer, SequencerClosed, batches
 
 MAX_JSON_DEPTH = 32
 """Arrays and objects nested deeper than this are refused (a transaction needs 5 levels)."""
@@ -245,22 +245,10 @@ class Admission:
                 self._closed = False
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < self.max_batch:  # whatever else is queued already, without waiting for more
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
+        for batch in batches(self._queue, max_batch=self.max_batch, max_wait=0.0):
             live = [(tx, future) for tx, future in batch if future.set_running_or_notify_cancel()]
+            if not live:
+                continue  # every client of the batch went away
             try:
                 verdicts = self.check_many([tx for tx, _ in live])
             except Exception as exc:  # every request of the batch learns why it was not judged
