@@ -16,11 +16,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -33,6 +34,7 @@ from registry.errors import PROBLEM_TYPE_BASE
 from registry.transactions import api as transactions_api
 
 UNMATCHED = "unmatched"
+_Metric = TypeVar("_Metric", bound=MetricWrapperBase)
 
 
 class LedgerCollector:
@@ -108,31 +110,27 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(LedgerCollector(engine))
-        self._request_counters: dict[tuple[str, str, int], Counter] = {}
-        self._durations: dict[str, Histogram] = {}
-        self._appended: dict[str, Counter] = {}
+        self._children: dict[tuple[object, ...], MetricWrapperBase] = {}
 
     def appended_counter(self, kind: str) -> Counter:
         """The appended transactions counter's child for this kind."""
-        child = self._appended.get(kind)
-        if child is None:
-            child = self._appended[kind] = self.appended.labels(kind=kind)
-        return child
+        return self._labelled(self.appended, kind=kind)
 
     def request_counter(self, method: str, route: str, status: int) -> Counter:
-        """The requests counter's child for these labels (looked up once: `labels` checks and locks)."""
-        key = (method, route, status)
-        child = self._request_counters.get(key)
-        if child is None:
-            child = self._request_counters[key] = self.requests.labels(method=method, route=route, status=str(status))
-        return child
+        """The requests counter's child for these labels."""
+        return self._labelled(self.requests, method=method, route=route, status=str(status))
 
     def duration_histogram(self, route: str) -> Histogram:
         """The request duration histogram's child for this route."""
-        child = self._durations.get(route)
+        return self._labelled(self.duration, route=route)
+
+    def _labelled(self, metric: _Metric, **labels: str) -> _Metric:
+        """`metric.labels(**labels)`, looked up once per label set (prometheus_client checks and locks)."""
+        key = (metric, *labels.values())
+        child = self._children.get(key)
         if child is None:
-            child = self._durations[route] = self.duration.labels(route=route)
-        return child
+            child = self._children[key] = metric.labels(**labels)
+        return cast(_Metric, child)
 
     def count_transaction(self, status: int, body: bytes, *, kind: str | None = None) -> None:
         """Count the fate of one ``POST /v1/transactions`` from its response (`kind`: an appended

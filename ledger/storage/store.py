@@ -90,7 +90,7 @@ def _write_many(
     if not rows:
         return
     dialect = conn.dialect
-    if dialect.paramstyle == "qmark":
+    if _marker(dialect) == "?":
         conn.exec_driver_sql(_bulk_sql(dialect, verb, table, columns, 1), list(rows))
         return
     for start in range(0, len(rows), _ROWS_PER_STATEMENT):
@@ -100,6 +100,11 @@ def _write_many(
 
 
 _ROWS_PER_STATEMENT = 1000
+
+
+def _marker(dialect: Dialect) -> str:
+    """The driver's positional parameter marker: sqlite3's ``?``, psycopg's ``%s``."""
+    return "?" if dialect.paramstyle == "qmark" else "%s"
 
 
 def _bulk_sql(dialect: Dialect, verb: str, table: str, columns: tuple[str, ...], count: int) -> str:
@@ -112,7 +117,7 @@ def _bulk_sql(dialect: Dialect, verb: str, table: str, columns: tuple[str, ...],
 @functools.cache
 def _bulk_parts(dialect: Dialect, verb: str, table: str, columns: tuple[str, ...]) -> tuple[str, str]:
     quote = dialect.identifier_preparer.quote
-    marker = "?" if dialect.paramstyle == "qmark" else "%s"
+    marker = _marker(dialect)
     if verb == "insert":
         names = ", ".join(quote(c) for c in columns)
         return f"INSERT INTO {quote(table)} ({names}) VALUES ", f"({', '.join(marker for _ in columns)})"
@@ -218,13 +223,13 @@ _NODES_PER_QUERY = 200
 
 @functools.cache
 def _leaves_sql(dialect: Dialect, count: int) -> str:
-    marker = "?" if dialect.paramstyle == "qmark" else "%s"
+    marker = _marker(dialect)
     return f"SELECT idx, leaf_hash FROM log_entries WHERE idx IN ({', '.join([marker] * count)})"
 
 
 @functools.cache
 def _nodes_sql(dialect: Dialect, count: int) -> str:
-    marker = "?" if dialect.paramstyle == "qmark" else "%s"
+    marker = _marker(dialect)
     pair = f"(level = {marker} AND idx = {marker})"
     return f"SELECT level, idx, hash FROM merkle_nodes WHERE {' OR '.join([pair] * count)}"
 
