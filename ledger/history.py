@@ -74,13 +74,24 @@ def _holders(kind: str, actor: str, details: dict[str, Any]) -> tuple[str | None
     return actor, None  # retired or claimed by their holder
 
 
+def span_class(first: int, last: int) -> int:
+    """The length class of serials ``first..last``: the bit length of ``last - first``.
+
+    A block of class k spans fewer than 2**k serials after its first, so the blocks of one class that
+    touch serial s all start within 2**k - 1 serials before s: a serial's movements are found by one index
+    range per class (`ledger.storage.store.movements_of_serials`) instead of by every movement before it.
+    """
+    return (last - first).bit_length()
+
+
 def movement_row(movement: Movement) -> dict[str, Any]:
-    """A movement as a row of the ``unit_movements`` table."""
+    """A movement as a row of the ``unit_movements`` table (``span``: its `span_class`)."""
     return {
         "entry": movement.entry,
         "batch_id": movement.batch_id,
         "first": movement.first,
         "last": movement.last,
+        "span": span_class(movement.first, movement.last),
         "action": movement.action,
         "from_holder": movement.from_holder,
         "to_holder": movement.to_holder,

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Dialect, func, insert, select
+from sqlalchemy import Connection, Dialect, func, insert, select, union_all
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from ledger.errors import ConflictError, ProofError
@@ -334,13 +334,29 @@ def insert_movements(conn: Connection, moves: Sequence[Movement]) -> None:
 def movements_of_serials(conn: Connection, batch: str, first: int, last: int) -> list[dict[str, Any]]:
     """Every movement that touched a serial in ``first..last`` of `batch`, oldest entry first.
 
-    Each row carries the entry's acceptance time (``accepted_at``).
+    Each row carries the entry's acceptance time (``accepted_at``). A movement of length class k
+    (`ledger.history.span_class`) that reaches ``first`` starts at most 2**k - 1 serials before it, so each
+    class present in the batch is one bounded range of the ``(batch_id, span, first)`` index: the cost
+    follows the movements near the serials asked for, not every movement of the batch before them.
     """
+    m = unit_movements
+    top = conn.execute(
+        select(m.c.span).where(m.c.batch_id == batch).order_by(m.c.span.desc()).limit(1)
+    ).scalar_one_or_none()
+    if top is None:
+        return []
+    found = union_all(
+        *(
+            select(m).where(
+                m.c.batch_id == batch, m.c.span == k, m.c.first.between(first - (1 << k) + 1, last), m.c.last >= first
+            )
+            for k in range(int(top) + 1)
+        )
+    ).subquery()
     query = (
-        select(unit_movements, log_entries.c.accepted_at)
-        .join(log_entries, log_entries.c.idx == unit_movements.c.entry)
-        .where(unit_movements.c.batch_id == batch, unit_movements.c.first <= last, unit_movements.c.last >= first)
-        .order_by(unit_movements.c.entry, unit_movements.c.first)
+        select(found, log_entries.c.accepted_at)
+        .join(log_entries, log_entries.c.idx == found.c.entry)
+        .order_by(found.c.entry, found.c.first)
     )
     return [dict(row._mapping) for row in conn.execute(query)]
 

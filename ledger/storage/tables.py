@@ -92,13 +92,15 @@ unit_movements = Table(
     Column("batch_id", Text, nullable=False),
     Column("first", BigInteger, nullable=False, autoincrement=False),
     Column("last", BigInteger, nullable=False, autoincrement=False),
+    Column("span", SmallInteger, nullable=False),  # `ledger.history.span_class`: the bit length of last - first
     Column("action", Text, nullable=False),
     Column("from_holder", Text, nullable=True),
     Column("to_holder", Text, nullable=True),
     Column("ref", Text, nullable=True),
     PrimaryKeyConstraint("entry", "batch_id", "first"),
-    # A serial's history: the movements of its batch around it. An account's: where it sent or received.
-    Index("ix_unit_movements_batch_first", "batch_id", "first"),
+    # A serial's history: the movements of its batch around it, one range of first serials per length class
+    # (`store.movements_of_serials`). An account's: where it sent or received.
+    Index("ix_unit_movements_batch_span_first", "batch_id", "span", "first"),
     Index("ix_unit_movements_from_holder", "from_holder", "entry"),
     Index("ix_unit_movements_to_holder", "to_holder", "entry"),
 )

@@ -21,6 +21,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 TABLE = "unit_movements"
+COLUMNS = ("entry", "batch_id", "first", "last", "action", "from_holder", "to_holder", "ref")
 
 
 def upgrade() -> None:
@@ -63,8 +64,9 @@ def _backfill() -> None:
     from ledger.log import decode_entry
     from ledger.state import State
     from ledger.storage import store
-    from ledger.storage.tables import unit_movements
 
+    # The table as this revision makes it: later revisions add columns the rows must not carry yet.
+    unit_movements = sa.table(TABLE, *(sa.column(name) for name in COLUMNS))
     conn = op.get_bind()
     state = State()
     rows: list[dict[str, object]] = []
@@ -73,7 +75,9 @@ def _backfill() -> None:
         body = entry.body()
         state.authorise(body, index=entry.index, accepted_at=entry.accepted_at)
         outcome = state.apply(body, index=entry.index, accepted_at=entry.accepted_at)
-        rows.extend(movement_row(m) for m in movements(entry.index, body.actor, outcome))
+        for movement in movements(entry.index, body.actor, outcome):
+            row = movement_row(movement)
+            rows.append({name: row[name] for name in COLUMNS})
         if len(rows) >= 5000:
             conn.execute(sa.insert(unit_movements), rows)
             rows.clear()

@@ -43,9 +43,15 @@ def history(conn: Connection, text: str) -> SerialHistory:
             "serial-not-found",
         )
     blocks = PROJECTIONS["unit_blocks"]
+    in_batch = blocks.c.batch_id == serials.batch_id
+    # A batch's blocks never overlap: the one holding `first` is the last to start at or before it, and the
+    # rest start after it, so both are index ranges however many blocks the batch was split into.
+    start = conn.execute(
+        select(blocks.c.first).where(in_batch, blocks.c.first <= serials.first).order_by(blocks.c.first.desc()).limit(1)
+    ).scalar_one_or_none()
     current = conn.execute(
         select(blocks)
-        .where(blocks.c.batch_id == serials.batch_id, blocks.c.first <= serials.last, blocks.c.last >= serials.first)
+        .where(in_batch, blocks.c.first.between(serials.first if start is None else start, serials.last))
         .order_by(blocks.c.first)
     )
     moves = store.movements_of_serials(conn, serials.batch_id, serials.first, serials.last)

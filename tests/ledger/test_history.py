@@ -7,9 +7,10 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from ledger.audit import audit
-from ledger.history import ACTIONS, Movement, movement_row, movements
+from ledger.history import ACTIONS, Movement, movement_row, movements, span_class
 from ledger.ledger import Ledger
 from ledger.log import decode_entry
 from ledger.serials import SerialRange, parse_block
@@ -17,7 +18,7 @@ from ledger.state import State
 from ledger.storage import schema, store
 from ledger.storage.engine import read_transaction
 from ledger.storage.source import DatabaseSource
-from ledger.transactions import CancellationReason, FreezeTarget, Selection
+from ledger.transactions import CancellationReason, FreezeTarget, Role, Selection
 from tests.conftest import Story, log_signer
 from tests.ledger.test_audit import drop_triggers
 
@@ -104,6 +105,37 @@ def test_movements_of_serials_finds_every_movement_touching_a_range(told: Story)
         assert store.movements_of_serials(conn, "P9999-2023-001", 1, 1) == []
 
 
+def test_movements_of_serials_agrees_with_a_scan_for_every_serial_and_length_class(told: Story) -> None:
+    # Blocks of many lengths (a whole batch, 40, 5, 3 and single serials) sit at every distance before a
+    # serial; the per-class index ranges must find exactly what a scan of every movement finds.
+    world = told.world
+    world.register("buyer2", [Role.ACCOUNT_HOLDER])
+    for quantity in (1, 2, 3, 7, 64, 65, 200):
+        world.transfer("owner", "buyer2", quantity)
+    world.transfer("buyer2", "buyer", 100)  # moves the small blocks again, and part of a larger one
+    told.sync()
+    moves = replayed_movements(told.ledger)
+    assert len({span_class(m.first, m.last) for m in moves}) >= 6
+    state = told.ledger.state()
+    with read_transaction(told.ledger.engine) as conn:
+        for batch in state.records("batches"):
+            edges = {edge for m in moves if m.batch_id == batch.id for edge in (m.first, m.last)}
+            serials = sorted(edges | {e + d for e in edges for d in (-1, 1)} | set(range(1, batch.quantity + 1, 37)))
+            ranges = [(s, s) for s in serials if 1 <= s <= batch.quantity]
+            ranges += [(a, b) for a, b in zip(serials, serials[5:], strict=False) if 1 <= a and b <= batch.quantity]
+            for first, last in ranges:
+                found = store.movements_of_serials(conn, batch.id, first, last)
+                want = [m for m in moves if m.batch_id == batch.id and m.first <= last and m.last >= first]
+                assert [(r["entry"], r["first"]) for r in found] == [(m.entry, m.first) for m in want], (first, last)
+
+
+def test_span_class_is_the_bit_length_of_the_distance_from_first_to_last() -> None:
+    assert [span_class(10, 10 + d) for d in (0, 1, 2, 3, 4, 7, 8, 1023, 1024)] == [0, 1, 2, 2, 3, 3, 4, 10, 11]
+    assert span_class(1, 2**63 - 1) == 63
+    for first, last in [(1, 1), (5, 9), (1, 1_000_000)]:
+        assert first > last - 2 ** span_class(first, last)  # a class-k block starts within 2**k - 1 before last
+
+
 def test_a_pristine_log_passes_the_movement_check(told: Story) -> None:
     with DatabaseSource(told.ledger.engine) as source:
         report = audit(source, vkey=VKEY, workers=1)
@@ -114,13 +146,15 @@ TAMPERING = {
     "a holder rewritten": "UPDATE unit_movements SET to_holder = 'mallory' WHERE action = 'transferred'",
     "a movement deleted": "DELETE FROM unit_movements WHERE action = 'retired'",
     "a range widened": "UPDATE unit_movements SET last = last + 1 WHERE action = 'cancelled'",
+    # A wrong length class hides the movement from its serials' histories (the index range misses it).
+    "a length class lowered": "UPDATE unit_movements SET span = span - 1 WHERE action = 'issued'",
     "a movement invented": (
-        "INSERT INTO unit_movements (entry, batch_id, first, last, action, from_holder, to_holder, ref) "
-        "VALUES (2, 'P0001-2023-001', 1, 5, 'transferred', 'owner', 'mallory', NULL)"
+        "INSERT INTO unit_movements (entry, batch_id, first, last, span, action, from_holder, to_holder, ref) "
+        "VALUES (2, 'P0001-2023-001', 1, 5, 3, 'transferred', 'owner', 'mallory', NULL)"
     ),
     "a movement after the log's end": (
-        "INSERT INTO unit_movements (entry, batch_id, first, last, action, from_holder, to_holder, ref) "
-        "VALUES (100000, 'P0001-2023-001', 1, 5, 'transferred', 'owner', 'mallory', NULL)"
+        "INSERT INTO unit_movements (entry, batch_id, first, last, span, action, from_holder, to_holder, ref) "
+        "VALUES (100000, 'P0001-2023-001', 1, 5, 3, 'transferred', 'owner', 'mallory', NULL)"
     ),
 }
 
@@ -147,6 +181,26 @@ def test_the_migration_backfills_the_movements_of_an_older_registry(told: Story)
         assert "unit_movements" not in conn.dialect.get_table_names(conn)
     schema.upgrade(engine)
     assert stored_rows(engine) == before
+
+
+def test_the_length_class_migration_classes_every_existing_movement_and_keeps_the_table_append_only(
+    told: Story,
+) -> None:
+    engine = told.ledger.engine
+    before = stored_rows(engine)
+    schema.downgrade(engine, "0002")
+    with engine.connect() as conn:
+        assert "span" not in {c["name"] for c in conn.dialect.get_columns(conn, "unit_movements")}
+    schema.upgrade(engine)
+    after = stored_rows(engine)
+    assert after == before  # the classes the SQL gives are those `span_class` gives
+    assert len({row["span"] for row in after}) >= 5
+    with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+        conn.execute(text("UPDATE unit_movements SET span = 0"))
+    with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+        conn.execute(text("DELETE FROM unit_movements"))
+    with DatabaseSource(engine) as source:
+        assert audit(source, vkey=VKEY, workers=1).verified
 
 
 def test_entries_that_move_nothing_have_no_movements(told: Story) -> None:

@@ -91,6 +91,19 @@ def test_a_block_spanning_several_holders(client: TestClient, told: Story) -> No
         assert move["quantity"] == moved.quantity
 
 
+def test_every_range_shows_exactly_the_blocks_that_hold_its_serials(client: TestClient, told: Story) -> None:
+    state: State = told.ledger.state()
+    (batch,) = state.records("batches")
+    blocks = sorted(state.records("unit_blocks"), key=lambda b: b.first)
+    edges = sorted({b.first for b in blocks} | {b.last for b in blocks})
+    ranges = [(s, s) for s in edges] + [(a, b) for a, b in zip(edges, edges[2:], strict=False)]
+    ranges += [(edge + 1, edge + 1) for edge in edges if edge < batch.quantity]
+    for first, last in ranges:
+        body = history(client, str(SerialRange(batch.id, first, last)))
+        want = [(b.first, b.last, b.holder) for b in blocks if b.first <= last and b.last >= first]
+        assert [(b["first"], b["last"], b["holder"]) for b in body["blocks"]] == want, (first, last)
+
+
 @pytest.mark.parametrize(
     "serial",
     [
