@@ -4,7 +4,8 @@
     python -m bench.reads --db bench-data/ledger.db     # then measure
 
 Prints, for the log as it is: inclusion and consistency proof latency computed in process from the stored
-tree, checkpoint signing latency, and over HTTP (one keep-alive client, sequential requests, so latency is
+tree, checkpoint signing latency (each beside its raw unit: one stored node read by primary key, one Ed25519
+signature), and over HTTP (one keep-alive client, sequential requests, so latency is
 the server's): an inclusion proof, a consistency proof, the signed checkpoint, a project, a serial's
 history, and an account's holdings (signed with RFC 9421), each as mean / p50 / p99 in ms, beside the
 same client's latency on ``/healthz`` (the HTTP stack's floor) measured in the same run. Nothing here
@@ -24,6 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import nacl.signing
+from sqlalchemy import text
 
 from bench.ledger import ACCOUNTS, ORIGIN, key_for
 from bench.serve import free_port, server
@@ -62,14 +65,30 @@ def in_process(db: Path, samples: int) -> tuple[int, dict[str, dict[str, float]]
     with read_transaction(engine) as conn:
         size = store.log_size(conn)
         reader = store.DbNodeReader(conn)
+        # The raw limit beside the proofs: one stored node read by its primary key, the unit a proof is made of.
+        node = text("SELECT hash FROM merkle_nodes WHERE level = 1 AND idx = :i")
         figures = {
+            "one node by primary key (raw)": timed(
+                samples, lambda _: conn.execute(node, {"i": rng.randrange(size // 2)}).scalar_one()
+            ),
             "inclusion proof": timed(samples, lambda _: inclusion_proof(reader, rng.randrange(size), size)),
             "consistency proof": timed(samples, lambda _: consistency_proof(reader, rng.randint(1, size), size)),
         }
         root = root_at(reader, size)
+    raw_key = nacl.signing.SigningKey(key_for("log").seed)
+    message = Checkpoint(ORIGIN, size, root).body().encode()
+    figures["one Ed25519 signature (raw)"] = timed(samples, lambda _: raw_key.sign(message))
     figures["checkpoint signing"] = timed(samples, lambda _: sign_checkpoint(Checkpoint(ORIGIN, size, root), signer))
     engine.dispose()
     return size, figures
+
+
+# Each in-process figure's ratio is to the raw operation measured just before it.
+RAW_OF = {
+    "inclusion proof": "one node by primary key (raw)",
+    "consistency proof": "one node by primary key (raw)",
+    "checkpoint signing": "one Ed25519 signature (raw)",
+}
 
 
 def over_http(db: Path, size: int, samples: int) -> dict[str, dict[str, float]]:
@@ -149,7 +168,11 @@ def main() -> None:
     print(f"\ncdcer reads benchmark: {size:,} entries in {args.db}, {args.samples} samples each")
     print(f"{'':<40} {'mean ms':>9} {'p50 ms':>9} {'p99 ms':>9}   ratio")
     for name, figures in [*local.items(), *remote.items()]:
-        ratio = f"p50 = {figures['p50'] / floor:.1f} x /healthz" if name.startswith("GET") else ""
+        ratio = ""
+        if name.startswith("GET"):
+            ratio = f"p50 = {figures['p50'] / floor:.1f} x /healthz"
+        elif name in RAW_OF:
+            ratio = f"p50 = {figures['p50'] / local[RAW_OF[name]]['p50']:.1f} x {RAW_OF[name].removesuffix(' (raw)')}"
         print(f"{name:<40} {figures['mean']:>9.3f} {figures['p50']:>9.3f} {figures['p99']:>9.3f}   {ratio}")
 
 
