@@ -6,6 +6,8 @@ are noisy. Nothing here asserts a timing.
 
     python -m bench.ledger --entries 1000000            # build (or extend) the log, then measure
     python -m bench.ledger audit --db bench-data/ledger.db   # the audit alone (run as a subprocess)
+    python -m bench.ledger audit-parts --db FILE            # where the audit's time goes
+    python -m bench.ledger append-parts --db FILE           # where an append's time goes (extends FILE)
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import nacl.signing
 
@@ -337,19 +340,91 @@ def audit_parts(db: Path) -> None:
         )
 
 
+# The store's writes and reads inside a batch, timed one by one by `append_parts`.
+APPEND_STEPS = {
+    "find_nonces": "nonce lookup (re-sent and reused nonces)",
+    "insert_entries": "entry rows and their index columns",
+    "insert_movements": "unit movements (four indexes)",
+    "write_projections": "projection rows the batch changed",
+    "insert_nodes": "Merkle tree nodes",
+}
+
+
+def append_parts(db: Path, batches: int, batch: int) -> None:
+    """Where an append's time goes at this log's size: extend the log by `batches` batches of signed
+    transfers and split each entry's time into the store's writes, the in-memory work (authorise,
+    apply, invariants, seal, tree) and what follows the batch (durable commit, receipts' proofs)."""
+    engine = make_engine(f"sqlite:///{db}")
+    ledger = Ledger(engine, NoteSigner(ORIGIN, key_for("log").seed))
+    if ledger.size() == 0:
+        raise SystemExit(f"bench: no log at {db}; build one with python -m bench.ledger --entries N")
+    world = World(
+        ledger, {name: signer(name) for name in ["authority", "verifier"] + [f"acct{i:03d}" for i in range(ACCOUNTS)]}
+    )
+    rng = random.Random(ledger.size())
+    log(f"replaying {ledger.size():,} entries, then appending {batches} batches of {batch}")
+    ledger.submit(presign_transfers(world, batch, rng))  # the state is replayed before the clock starts
+    chunks = [presign_transfers(world, batch, rng) for _ in range(batches)]
+    spent = dict.fromkeys([*APPEND_STEPS, "_append"], 0.0)
+    originals = {name: getattr(store, name) for name in APPEND_STEPS}
+
+    def timed_call(name: str, call: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                spent[name] += time.perf_counter() - t0
+
+        return wrapper
+
+    append = Ledger._append
+    try:
+        for name, call in originals.items():
+            setattr(store, name, timed_call(name, call))
+        Ledger._append = timed_call("_append", append)  # type: ignore[method-assign]
+        t0 = time.perf_counter()
+        for chunk in chunks:
+            ledger.submit(chunk)
+        total = time.perf_counter() - t0
+    finally:
+        Ledger._append = append  # type: ignore[method-assign]
+        for name, call in originals.items():
+            setattr(store, name, call)
+    engine.dispose()
+    count = batches * batch
+    with tempfile.TemporaryDirectory(dir=db.parent) as scratch:
+        raw_row = 1e6 / raw_sqlite_insert_rate(Path(scratch))
+    size = ledger.size()
+    in_memory = spent["_append"] - sum(spent[name] for name in APPEND_STEPS)
+    parts = [(f"store: {label}", spent[name]) for name, label in APPEND_STEPS.items()]
+    parts += [("in memory: authorise, apply, invariants, seal, tree", in_memory)]
+    parts += [("after the batch: durable commit, receipts' proofs", total - spent["_append"])]
+    print(f"cdcer append parts: {count:,} transfers appended at {size - count:,} entries, {db}")
+    print(f"{'raw: one plain SQLite insert (WAL, FULL, 1,000 per commit), us':<64} {raw_row:>8.1f}")
+    print(f"{'append, entries/s':<64} {count / total:>8,.0f}   {total / count * 1e6:.0f} us per entry")
+    for label, seconds in parts:
+        per_entry = seconds / count * 1e6
+        print(f"{label + ', us per entry':<64} {per_entry:>8.1f}   {per_entry / raw_row:.1f} x one plain insert")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ledger")
-    parser.add_argument("command", nargs="?", default="all", choices=["all", "audit", "audit-parts"])
+    parser.add_argument("command", nargs="?", default="all", choices=["all", "audit", "audit-parts", "append-parts"])
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=1000, help="transactions per group commit")
     parser.add_argument("--db", type=Path, default=Path("bench-data/ledger.db"))
     parser.add_argument("--url", help="audit: over this registry's HTTP API instead of the database")
+    parser.add_argument("--batches", type=int, default=20, help="append-parts: batches to append and time")
     args = parser.parse_args()
     if args.command == "audit":
         run_audit(args.db, args.url)
         return
     if args.command == "audit-parts":
         audit_parts(args.db)
+        return
+    if args.command == "append-parts":
+        append_parts(args.db, args.batches, args.batch)
         return
     args.db.parent.mkdir(parents=True, exist_ok=True)
     cores = os.cpu_count() or 1
