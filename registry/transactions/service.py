@@ -36,7 +36,7 @@ from itertools import accumulate
 from typing import Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
-from sqlalchemy import Connection, Engine, bindparam, select, true
+from sqlalchemy import Connection, Engine, select
 from starlette.requests import ClientDisconnect
 
 from ledger.errors import EncodingError, IntegrityError, RuleViolation, SignatureError, StorageError
@@ -137,30 +137,42 @@ def parse_signed_transaction(raw: bytes) -> SignedTransaction:
         raise InvalidTransaction(str(exc)) from None
 
 
-_TAIL = select(log_entries.c.idx, log_entries.c.accepted_at).order_by(log_entries.c.idx.desc()).limit(1).subquery()
-_USED = (
-    select(log_entries.c.idx, log_entries.c.tx_hash)
-    .where(log_entries.c.actor == bindparam("actor"), log_entries.c.nonce == bindparam("nonce"))
-    .subquery()
-)
+_TAIL = select(log_entries.c.idx, log_entries.c.accepted_at).order_by(log_entries.c.idx.desc()).limit(1)
 _PARTICIPANTS = PROJECTIONS[Participant.TABLE]
 _KEYS = PROJECTIONS[Key.TABLE]
-_PARTICIPANT_FIELDS = [f.name for f in dataclasses.fields(Participant)]
-_KEY_FIELDS = [f.name for f in dataclasses.fields(Key)]
-_AUTHORISATION = select(
-    _TAIL.c.idx.label("last_index"),
-    _TAIL.c.accepted_at.label("last_time"),
-    _USED.c.idx.label("used_by"),
-    _USED.c.tx_hash.label("used_hash"),
-    *(_PARTICIPANTS.c[name].label(f"participant_{name}") for name in _PARTICIPANT_FIELDS),
-    *(_KEYS.c[name].label(f"key_{name}") for name in _KEY_FIELDS),
-).select_from(
-    _TAIL.outerjoin(_USED, true())
-    .outerjoin(_PARTICIPANTS, _PARTICIPANTS.c.id == bindparam("actor"))
-    .outerjoin(_KEYS, _KEYS.c.key_id == bindparam("key_id"))
-)
-"""What authorising one transaction reads, in one statement: the log's last entry (no row before the
-genesis), the entry that used the transaction's nonce, its actor and its key (NULLs where absent)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Read:
+    """What authorising a batch of transactions reads, in four statements whatever the batch's size: the
+    log's last entry (None before the genesis), the entries that used the batch's nonces, and its actors
+    and keys."""
+
+    last_index: int
+    last_time: datetime
+    used: dict[tuple[str, str], tuple[int, bytes]]
+    participants: dict[str, Participant]
+    keys: dict[str, Key]
+
+
+def _read(conn: Connection, txs: Sequence[SignedTransaction]) -> _Read | None:
+    tail = conn.execute(_TAIL).first()
+    if tail is None:
+        return None
+    actors = sorted({tx.body.actor for tx in txs})
+    key_ids = sorted({tx.body.key_id for tx in txs})
+    participants = {}
+    for row in conn.execute(select(_PARTICIPANTS).where(_PARTICIPANTS.c.id.in_(actors))).mappings():
+        participants[row["id"]] = Participant(**{**row, "roles": tuple(json.loads(row["roles"]))})
+    rows = conn.execute(select(_KEYS).where(_KEYS.c.key_id.in_(key_ids))).mappings()
+    keys = {row["key_id"]: Key(**row) for row in rows}
+    return _Read(
+        last_index=int(tail.idx),
+        last_time=datetime.fromisoformat(str(tail.accepted_at)[:-1]).replace(tzinfo=UTC),
+        used=store.find_nonces(conn, ((tx.body.actor, tx.body.nonce) for tx in txs)),
+        participants=participants,
+        keys=keys,
+    )
 
 
 Verdict = RuleViolation | PublicKey | None
@@ -198,7 +210,11 @@ class Admission:
     def check_many(self, txs: Sequence[SignedTransaction], *, now: datetime | None = None) -> list[Verdict]:
         """The verdict on each transaction, read in one read transaction (each judged on its own)."""
         with read_transaction(self.engine) as conn:
-            found = [self._authorise(conn, tx, now or datetime.now(UTC)) for tx in txs]
+            if self._origin is None:
+                self._origin = store.get_meta(conn, "origin")
+            read = _read(conn, txs) if txs else None
+        when = now or datetime.now(UTC)
+        found = [self._authorise(read, tx, when) for tx in txs]
         verdicts: list[Verdict] = []
         for tx, key in zip(txs, found, strict=True):
             if not isinstance(key, PublicKey):
@@ -258,36 +274,33 @@ class Admission:
             for (_, future), verdict in zip(live, verdicts, strict=True):
                 future.set_result(verdict)
 
-    def _authorise(self, conn: Connection, tx: SignedTransaction, now: datetime) -> PublicKey | RuleViolation | None:
+    def _authorise(self, read: _Read | None, tx: SignedTransaction, now: datetime) -> PublicKey | RuleViolation | None:
         """The key that must have signed `tx`, the rule it breaks, or None (nothing to check here)."""
         body = tx.body
-        if self._origin is None:
-            self._origin = store.get_meta(conn, "origin")
         origin = self._origin
-        row = conn.execute(_AUTHORISATION, {"actor": body.actor, "nonce": body.nonce, "key_id": body.key_id}).first()
-        if row is None or origin is None:
+        if read is None or origin is None:
             return None  # no genesis yet: the ledger alone decides what entry 0 may be
-        if row.used_by is not None:
-            if bytes(row.used_hash) == tx_hash(tx):
+        used = read.used.get((body.actor, body.nonce))
+        if used is not None:
+            if used[1] == tx_hash(tx):
                 return None  # re-sent as it was appended: the ledger answers with the original receipt
             return RuleViolation(
                 "nonce_reused",
-                f"nonce {body.nonce} of {body.actor} was already used by entry {row.used_by} for a different "
-                "transaction",
+                f"nonce {body.nonce} of {body.actor} was already used by entry {used[0]} for a different transaction",
             )
         if body.origin != origin:
             return RuleViolation("wrong_origin", f"transaction is for registry {body.origin!r}, this is {origin!r}")
         # The state as far as authorising this actor goes: the log's size and last time, the actor, the key.
-        values = row._mapping
         state = State()
         state.origin = origin
-        state.size = int(row.last_index) + 1
-        state.last_time = datetime.fromisoformat(str(row.last_time)[:-1]).replace(tzinfo=UTC)
-        if row.participant_id is not None:
-            fields = {name: values[f"participant_{name}"] for name in _PARTICIPANT_FIELDS}
-            state.participants[body.actor] = Participant(**{**fields, "roles": tuple(json.loads(fields["roles"]))})
-        if row.key_key_id is not None:
-            state.keys[body.key_id] = Key(**{name: values[f"key_{name}"] for name in _KEY_FIELDS})
+        state.size = read.last_index + 1
+        state.last_time = read.last_time
+        participant = read.participants.get(body.actor)
+        if participant is not None:
+            state.participants[body.actor] = participant
+        key = read.keys.get(body.key_id)
+        if key is not None:
+            state.keys[body.key_id] = key
         try:
             return state.authorise(body, index=state.size, accepted_at=max(now, state.last_time))
         except RuleViolation as exc:

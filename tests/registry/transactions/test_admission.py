@@ -25,7 +25,16 @@ from ledger.errors import RuleViolation, StorageError
 from ledger.keys import PublicKey
 from ledger.storage import schema
 from ledger.storage.engine import make_engine
-from ledger.transactions import Selection, SignedTransaction, TransactionSigner, Transfer
+from ledger.transactions import (
+    KeyRevoke,
+    MethodologyPublish,
+    ParticipantSuspend,
+    Role,
+    Selection,
+    SignedTransaction,
+    TransactionSigner,
+    Transfer,
+)
 from registry.transactions.sequencer import SequencerClosed
 from registry.transactions.service import Admission, Verdict
 from tests.conftest import Databases, Story
@@ -171,6 +180,44 @@ def test_check_many_judges_each_transaction_on_its_own(issued: Story, admission:
     assert expected[-2:] == [("verified with", seeded_key("owner").key_id)] * 2
     assert [shape(verdict) for verdict in admission.check_many(txs)] == expected
     assert admission.check_many([]) == []
+
+
+def test_one_batch_reads_every_actor_and_key_it_names(issued: Story, admission: Admission) -> None:
+    # The batch's actors, keys and nonces are read together: each transaction must still be judged by its
+    # own actor and key (unknown, suspended, revoked, without the role, for another registry).
+    world = issued.world
+    world.register("holder2", [Role.ACCOUNT_HOLDER])
+    world.register("gone", [Role.ACCOUNT_HOLDER])
+    world.submit("authority", ParticipantSuspend(participant_id="gone", reason="left the scheme"))
+    world.register("stolen", [Role.ACCOUNT_HOLDER])
+    stolen_key = seeded_key("stolen").key_id
+    world.submit("stolen", KeyRevoke(participant_id="stolen", key_id=stolen_key, reason="laptop stolen"))
+    issued.sync(together=True)
+    elsewhere = TransactionSigner("other.registry.example/cdcer", "owner", seeded_key("owner"))
+    txs = [
+        good_transfer(issued),
+        world.sign_as("nobody", Transfer(to="buyer", selection=Selection(quantity=1))),
+        world.sign_as("gone", Transfer(to="buyer", selection=Selection(quantity=1))),
+        world.sign_as("stolen", Transfer(to="buyer", selection=Selection(quantity=1))),
+        world.sign_as(
+            "holder2",
+            MethodologyPublish(code="CDCER-X", version="1.0", title="t", sector="energy", document_sha256="0" * 64),
+        ),
+        world.sign_as("owner", Transfer(to="buyer", selection=Selection(quantity=1)), signer=elsewhere),
+        good_transfer(issued, "buyer"),
+    ]
+    expected = alone(issued.ledger.engine, txs)
+    assert [verdict[:2] for verdict in expected] == [
+        ("verified with", seeded_key("owner").key_id),
+        ("refused", "unknown_actor"),
+        ("refused", "actor_suspended"),
+        ("refused", "revoked_key"),
+        ("refused", "forbidden"),
+        ("refused", "wrong_origin"),
+        ("verified with", seeded_key("buyer").key_id),
+    ]
+    assert [shape(verdict) for verdict in admission.check_many(txs)] == expected
+    assert [shape(verdict) for verdict in admission.check_many(txs[::-1])] == expected[::-1]
 
 
 def test_the_queue_is_judged_in_batches_of_at_most_max_batch(issued: Story, monkeypatch: pytest.MonkeyPatch) -> None:
