@@ -303,12 +303,10 @@ def main() -> None:
         f"{result['rate'] / empty['rate']:.2f} x empty endpoint, {result['rate'] / verify_rate:.2f} x one core's"
         f" verifications, {result['rate'] / insert_rate:.3f} x plain inserts",
     )
-    row("receipt latency p50 (ms)", f"{result['p50_ms']:.1f}")
-    if "p90_ms" in result:
-        row("receipt latency p90 (ms)", f"{result['p90_ms']:.1f}")
-    row("receipt latency p99 (ms)", f"{result['p99_ms']:.1f}")
-    if "max_ms" in result:
-        row("receipt latency max (ms)", f"{result['max_ms']:.1f}")
+    for name, key in [("p50", "p50_ms"), ("p90", "p90_ms"), ("p99", "p99_ms"), ("max", "max_ms")]:
+        if key in result:
+            ratio = f"{result[key] / empty[key]:.1f} x the empty endpoint's" if empty.get(key) else ""
+            row(f"receipt latency {name} (ms)", f"{result[key]:.1f}", ratio)
     row("answered otherwise (refused, re-sent or failed)", f"{result['other']:,.0f}")
     accepted = result["rate"] * result["seconds"]
     row(
