@@ -224,6 +224,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--transfers", type=int, default=20_000)
     parser.add_argument("--workers", type=int, default=1, help="server processes (uvicorn workers)")
+    parser.add_argument(
+        "--append-thread",
+        action="store_true",
+        help="append in a thread of each server process instead of a child process of its own",
+    )
     parser.add_argument("--postgres-url", default=os.environ.get("CDCER_BENCH_POSTGRES_URL", DEFAULT_POSTGRES))
     parser.add_argument("--folder", type=Path, default=Path("bench-data"))
     parser.add_argument(
@@ -274,7 +279,9 @@ def main() -> None:
     port = free_port()
     command = [sys.executable, "-m", "cli", "serve", "--database", url, "--log-key-file", str(key_file)]
     command += ["--port", str(port), "--workers", str(args.workers)]
-    log(f"serving with {args.workers} process(es); {args.clients} clients sending")
+    command += ["--append-thread" if args.append_thread else "--append-process"]
+    appends = "a thread" if args.append_thread else "a child process"
+    log(f"serving with {args.workers} process(es), appending in {appends} of each; {args.clients} clients sending")
     with server(command, port, env) as base:
         warm = max(200, args.transfers // 20)
         load(f"{base}/v1/transactions", bodies[:warm], min(args.clients, 8), 201)
@@ -291,7 +298,8 @@ def main() -> None:
         print(f"{name:<52} {value:>14}   {ratio}")
 
     print(
-        f"\ncdcer HTTP benchmark: {args.engine}, {args.workers} server process(es), {args.clients} clients "
+        f"\ncdcer HTTP benchmark: {args.engine}, {args.workers} server process(es) appending in {appends}, "
+        f"{args.clients} clients "
         f"({args.generator}), {cores} cores (load generator on the same machine)"
     )
     row("raw: PyNaCl verifications/s per core", f"{verify_rate:,.0f}")

@@ -307,6 +307,14 @@ def serve(
             help="Connections or requests in flight per server process beyond which new requests get 503.",
         ),
     ] = _DEFAULTS["limit_concurrency"].default,
+    append_process: Annotated[
+        bool,
+        typer.Option(
+            "--append-process/--append-thread",
+            envvar="CDCER_APPEND_PROCESS",
+            help="Append in a child process of each server process (on another core), or in a thread of it.",
+        ),
+    ] = True,
 ) -> None:
     """Run the registry: its HTTP API and its public pages."""
     import uvicorn
@@ -329,6 +337,7 @@ def serve(
         fail(str(exc), EXIT_USAGE)
     err.print(f"serving {database} on http://{host}:{port} (public pages: http://{host}:{port}/, API docs: /docs)")
     os.environ["CDCER_REQUEST_TIMEOUT"] = str(request_timeout)  # read by GuardedHttpProtocol in every worker
+    os.environ["CDCER_APPEND_PROCESS"] = "1" if append_process else "0"
     try:
         # registry.access_log writes one JSON line per request; uvicorn's own access log would repeat it.
         uvicorn.run(

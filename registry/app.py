@@ -32,7 +32,7 @@ from registry.settings import Settings
 from registry.transactions import api as transactions_api
 from registry.transactions import service as transactions_service
 from registry.transactions.schemas import request_body_schemas
-from registry.transactions.sequencer import Sequencer
+from registry.transactions.sequencer import ProcessSequencer, Sequencer
 
 LOG_KEY_PASSPHRASE_ENV = "CDCER_LOG_KEY_PASSPHRASE"
 
@@ -99,6 +99,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None, ledger: Ledg
     neither, the registry is read-only and its write routes answer 503.
     """
     owned = engine is None and ledger is None
+    # Appends move to a process of their own only for a ledger the app opens itself from the settings.
+    own_process = ledger is None and settings.append_process
     if engine is None:
         engine = ledger.engine if ledger is not None else make_engine(settings.database_url)
     if ledger is None:
@@ -111,10 +113,14 @@ def create_app(settings: Settings, *, engine: Engine | None = None, ledger: Ledg
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        sequencer = None
+        sequencer: Sequencer | None = None
         if ledger is not None:
-            sequencer = Sequencer(ledger, max_batch=settings.max_batch, max_wait=settings.batch_wait_ms / 1000)
-            sequencer.start()
+            max_batch, max_wait = settings.max_batch, settings.batch_wait_ms / 1000
+            if own_process:
+                sequencer = ProcessSequencer(settings, max_batch=max_batch, max_wait=max_wait)
+            else:
+                sequencer = Sequencer(ledger, max_batch=max_batch, max_wait=max_wait)
+            await asyncio.to_thread(sequencer.start)  # a child process is ready once its ledger is open
         app.state.sequencer = sequencer
         # Everything the process built to get here (modules, routes, schemas, the ledger's state) lives
         # as long as it does: out of the cyclic collector's reach, a full collection walks only what

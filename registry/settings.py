@@ -29,3 +29,6 @@ class Settings(BaseSettings):
     # Group commit: the sequencer waits this long for more transactions, or until max_batch are pending.
     batch_wait_ms: float = 2.0
     max_batch: int = 500
+    # Appends in a child process of their own (`registry.transactions.sequencer.ProcessSequencer`), on
+    # another core than HTTP and the admission; False: a thread of the server process. `cdcer serve` sets it.
+    append_process: bool = False

@@ -49,7 +49,7 @@ from ledger.storage.tables import PROJECTIONS, log_entries
 from ledger.transactions import SignedTransaction
 from registry.errors import BadRequest, RegistryError, ServiceUnavailable
 from registry.transactions.errors import TransactionRefused
-from registry.transactions.sequencer import Sequencer, SequencerClosed, batches
+from registry.transactions.sequencer import AppendOutcomeUnknown, Sequencer, SequencerClosed, batches
 
 MAX_JSON_DEPTH = 32
 """Arrays and objects nested deeper than this are refused (a transaction needs 5 levels)."""
@@ -331,6 +331,8 @@ async def append(sequencer: Sequencer, tx: SignedTransaction, *, verified_by: Pu
         result = await asyncio.wrap_future(sequencer.submit(tx, verified_key=verified_key))
     except SequencerClosed as exc:
         raise ServiceUnavailable(str(exc), "shutting-down") from None
+    except AppendOutcomeUnknown as exc:
+        raise ServiceUnavailable(str(exc), "append-outcome-unknown") from None
     except StorageError as exc:
         raise ServiceUnavailable(f"the transaction was not appended: {exc}", "storage-unavailable") from None
     except IntegrityError as exc:
