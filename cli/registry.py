@@ -32,9 +32,8 @@ from ledger.note import NoteSigner
 from ledger.storage import store
 from ledger.storage.engine import make_engine, read_transaction
 from ledger.storage.schema import require_current, upgrade
-from registry.app import ledger_from_settings
 from registry.errors import PROBLEM_MEDIA_TYPE, PROBLEM_TYPE_BASE
-from registry.settings import Settings
+from registry.settings import Settings, ledger_from_settings
 
 DEFAULT_DATABASE = "sqlite:///data/registry.db"
 LOG_KEY_PASSPHRASE = "CDCER_LOG_KEY_PASSPHRASE"

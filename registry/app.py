@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from ledger import heap
-from ledger.errors import LedgerError
-from ledger.keys import read_key_file
 from ledger.ledger import Ledger
-from ledger.note import NoteSigner
-from ledger.storage import store
-from ledger.storage.engine import make_engine, read_transaction
+from ledger.storage.engine import make_engine
 from registry import access_log, health, metrics
 from registry.accounts import api as accounts_api
 from registry.certificates import api as certificates_api
@@ -28,39 +22,11 @@ from registry.log import api as log_api
 from registry.pages import api as pages_api
 from registry.public import api as public_api
 from registry.serials import api as serials_api
-from registry.settings import Settings
+from registry.settings import Settings, ledger_from_settings
 from registry.transactions import api as transactions_api
 from registry.transactions import service as transactions_service
 from registry.transactions.schemas import request_body_schemas
 from registry.transactions.sequencer import ProcessSequencer, Sequencer
-
-LOG_KEY_PASSPHRASE_ENV = "CDCER_LOG_KEY_PASSPHRASE"
-
-
-class ConfigurationError(LedgerError):
-    """The settings cannot make a working registry (e.g. a key file but no known origin)."""
-
-
-def ledger_from_settings(settings: Settings, engine: Engine) -> Ledger | None:
-    """The registry's ledger over `engine`, signing with ``settings.log_key_file``; None without a key file.
-
-    The key file's passphrase is read from ``CDCER_LOG_KEY_PASSPHRASE`` (unset: a clear key file). The
-    checkpoint key's name is the origin: ``settings.origin``, else the one the database recorded at
-    its genesis. Raises `KeyFileError` for a key file that cannot be read and `ConfigurationError`
-    when no origin is known.
-    """
-    if settings.log_key_file is None:
-        return None
-    key = read_key_file(Path(settings.log_key_file), passphrase=os.environ.get(LOG_KEY_PASSPHRASE_ENV))
-    origin = settings.origin
-    if origin is None:
-        with read_transaction(engine) as conn:
-            origin = store.get_meta(conn, "origin")
-    if origin is None:
-        raise ConfigurationError(
-            "the registry's origin is unknown: the database has no genesis entry yet; set CDCER_ORIGIN"
-        )
-    return Ledger(engine, NoteSigner(origin, key.seed))
 
 
 class RegistryApp(FastAPI):

@@ -1,10 +1,19 @@
-"""The registry service's settings, read from ``CDCER_*`` environment variables."""
+"""The registry service's settings, read from ``CDCER_*`` environment variables, and the ledger they open."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy import Engine
+
+from ledger.errors import LedgerError
+from ledger.keys import read_key_file
+from ledger.ledger import Ledger
+from ledger.note import NoteSigner
+from ledger.storage import store
+from ledger.storage.engine import read_transaction
 
 
 class Settings(BaseSettings):
@@ -32,3 +41,32 @@ class Settings(BaseSettings):
     # Appends in a child process of their own (`registry.transactions.sequencer.ProcessSequencer`), on
     # another core than HTTP and the admission; False: a thread of the server process. `cdcer serve` sets it.
     append_process: bool = False
+
+
+LOG_KEY_PASSPHRASE_ENV = "CDCER_LOG_KEY_PASSPHRASE"
+
+
+class ConfigurationError(LedgerError):
+    """The settings cannot make a working registry (e.g. a key file but no known origin)."""
+
+
+def ledger_from_settings(settings: Settings, engine: Engine) -> Ledger | None:
+    """The registry's ledger over `engine`, signing with ``settings.log_key_file``; None without a key file.
+
+    The key file's passphrase is read from ``CDCER_LOG_KEY_PASSPHRASE`` (unset: a clear key file). The
+    checkpoint key's name is the origin: ``settings.origin``, else the one the database recorded at
+    its genesis. Raises `KeyFileError` for a key file that cannot be read and `ConfigurationError`
+    when no origin is known.
+    """
+    if settings.log_key_file is None:
+        return None
+    key = read_key_file(Path(settings.log_key_file), passphrase=os.environ.get(LOG_KEY_PASSPHRASE_ENV))
+    origin = settings.origin
+    if origin is None:
+        with read_transaction(engine) as conn:
+            origin = store.get_meta(conn, "origin")
+    if origin is None:
+        raise ConfigurationError(
+            "the registry's origin is unknown: the database has no genesis entry yet; set CDCER_ORIGIN"
+        )
+    return Ledger(engine, NoteSigner(origin, key.seed))

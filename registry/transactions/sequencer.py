@@ -27,7 +27,7 @@ from ledger.errors import ConflictError, IntegrityError, LedgerError, RuleViolat
 from ledger.ledger import Ledger, Receipt
 from ledger.storage.engine import make_engine
 from ledger.transactions import SignedTransaction, decode_body
-from registry.settings import Settings
+from registry.settings import Settings, ledger_from_settings
 
 Result = Receipt | RuleViolation
 
@@ -299,8 +299,6 @@ def _append_loop(pipe: Connection, settings: Settings) -> None:
     # Signals are the parent's business: the child leaves when its pipe closes, after the batch in hand.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from registry.app import ledger_from_settings  # the child's own import: no app is built here
-
     engine = make_engine(settings.database_url)
     try:
         ledger = ledger_from_settings(settings, engine)

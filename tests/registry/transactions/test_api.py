@@ -23,8 +23,8 @@ from ledger.note import NoteSigner, NoteVerifier
 from ledger.storage import store
 from ledger.storage.engine import read_transaction
 from ledger.transactions import MethodologyPublish, Selection, SignedTransaction, Transfer
-from registry.app import create_app, ledger_from_settings
-from registry.settings import Settings
+from registry.app import create_app
+from registry.settings import Settings, ledger_from_settings
 from registry.transactions.errors import violation_status
 from registry.transactions.sequencer import Sequencer, SequencerClosed
 from tests.conftest import Story, log_signer
