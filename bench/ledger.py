@@ -184,7 +184,11 @@ def setup(ledger: Ledger) -> World:
             account,
             [
                 ReportSubmit(
-                    project_id=pid, period_start=date(2023, 1, 1), period_end=date(2023, 12, 31), claimed=1_000_000
+                    project_id=pid,
+                    period_start=date(2023, 1, 1),
+                    period_end=date(2023, 12, 31),
+                    claimed=1_000_000,
+                    verifier="verifier",
                 )
             ],
         )

@@ -30,10 +30,12 @@ from cli.client import (
     model,
     show_receipt,
 )
-from cli.console import EXIT_USAGE, fail
+from cli.console import EXIT_OPERATIONAL, EXIT_USAGE, fail
 from ledger import transactions as tx
-from ledger.errors import KeyFileError
+from ledger.encoding import b64decode
+from ledger.errors import KeyFileError, LedgerError
 from ledger.keys import read_public_key
+from ledger.log import decode_entry
 
 participant = typer.Typer(
     help="Register participants, set their roles, suspend and reinstate them.", no_args_is_help=True
@@ -62,12 +64,14 @@ Build = Callable[..., BaseModel]
 
 
 def write(app: typer.Typer, name: str) -> Callable[[Build], Build]:
-    """Register `build` (options -> payload) as command `name` of `app`, with the shared client options."""
+    """Register `build` (options -> payload) as command `name` of `app`, with the shared client options.
+
+    A `build` with a parameter named `client` is given the command's `Client`, to read what its payload
+    must name (e.g. the entry that registered an event) from the registry."""
 
     def register(build: Build) -> Build:
         def command(**options: Any) -> None:
             common = {p.name: options.pop(p.name) for p in _COMMON}
-            payload = build(**options)
             client = Client(
                 common["registry"],
                 actor=common["actor"],
@@ -76,13 +80,17 @@ def write(app: typer.Typer, name: str) -> Callable[[Build], Build]:
                 vkey=common["vkey"],
             )
             try:
+                payload = build(**options, client=client) if wants_client else build(**options)
                 receipt = client.submit(payload)
             finally:
                 client.close()
             show_receipt(receipt, as_json=common["as_json"])
 
         signature = inspect.signature(build, eval_str=True)
-        parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in signature.parameters.values()]
+        wants_client = "client" in signature.parameters
+        parameters = [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in signature.parameters.values() if p.name != "client"
+        ]
         command.__signature__ = signature.replace(  # type: ignore[attr-defined]  # read by Typer
             parameters=[*parameters, *_COMMON], return_annotation=None
         )
@@ -405,15 +413,19 @@ def report_submit(
     period_start: Day,
     period_end: Day,
     claimed: Annotated[int, typer.Option(help="tCO2e claimed for the period.")],
+    verifier: Annotated[
+        str, typer.Option(help="The verification body engaged for this report: only it may verify or reject it.")
+    ],
     documents: Docs = None,
 ) -> BaseModel:
-    """Submit a monitoring report (project owner)."""
+    """Submit a monitoring report of a period that has ended, naming the verifier engaged (project owner)."""
     return model(
         tx.ReportSubmit,
         project_id=project_id,
         period_start=_day(period_start),
         period_end=_day(period_end),
         claimed=claimed,
+        verifier=verifier,
         documents=tuple(documents or ()),
     )
 
@@ -558,9 +570,33 @@ def event_footprint(
 
 
 @write(claim, "issue")
-def claim_issue(event_id: EventArg) -> BaseModel:
+def claim_issue(event_id: EventArg, client: Client) -> BaseModel:
     """Issue the carbon-neutral claim of an event whose footprint is covered (event organiser)."""
-    return model(tx.ClaimIssue, event_id=event_id)
+    return model(tx.ClaimIssue, event_id=event_id, event_entry=_event_entry(client, event_id))
+
+
+def _event_entry(client: Client, event_id: str) -> int:
+    """The log entry that registered `event_id`, checked to be the actor's own registration of that event."""
+    event = client.get(f"/v1/events/{event_id}")
+    index = event.get("registered_at") if isinstance(event, dict) else None
+    if not isinstance(index, int) or isinstance(index, bool):
+        fail(f"the registry's record of event {event_id} names no registration entry", EXIT_OPERATIONAL)
+    page = client.get(f"/v1/log/entries?start={index}&limit=1")
+    try:
+        entry = decode_entry(b64decode(page["entries"][0]["leaf"]))
+        body = tx.decode_body(entry.body_bytes)
+    except (LedgerError, KeyError, IndexError, TypeError) as exc:
+        fail(
+            f"log entry {index}, named as the registration of event {event_id}, cannot be read: {exc}", EXIT_OPERATIONAL
+        )
+    payload = body.payload
+    if not isinstance(payload, tx.EventRegister) or body.actor != client.need_actor() or payload.name != event["name"]:
+        fail(
+            f"log entry {index} is not {client.need_actor()}'s registration of event {event_id} "
+            f"({body.kind} by {body.actor}); the registry's event record disagrees with its log",
+            EXIT_OPERATIONAL,
+        )
+    return index
 
 
 GROUPS: dict[str, typer.Typer] = {

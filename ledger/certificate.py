@@ -32,9 +32,14 @@ the registry's verifier key and the first authority key. Nothing else: every ent
 5. every signing key was introduced for its actor by an earlier included entry, every transaction that
    needs an authority was signed by an actor an earlier included entry made an authority (or by the
    genesis authority), and the genesis names the given verifier key;
-6. the statement agrees with the signed transactions (actors, event, purposes, beneficiaries, the final
-   footprint by source, retired quantities, blocks inside batches issued before the retirement, units
-   covering ``ceil(footprint_kg / 1000)``), and every included entry is needed by it.
+6. the statement agrees with the signed transactions (actors; the event, bound to its registration entry
+   by the claim's signed ``event_entry``; purposes; beneficiaries; the final footprint by source, never 0;
+   retired quantities, each retirement for the event made by its organiser; blocks inside batches issued
+   before the retirement, each batch's report verified by the verifier that report engaged, over a
+   monitoring period that ended before the report; units covering ``ceil(footprint_kg / 1000)``), and
+   every included entry is needed by it.
+
+`VerifiedCertificate.proven` says in words which statement fields that proves, and from which entries.
 
 What an offline check cannot prove, `VerifiedCertificate.limits` says in words: which serials a
 retirement *by quantity* took (the oldest held first) is decided by replaying the whole log; so are the
@@ -535,6 +540,8 @@ class VerifiedCertificate:
     """The indexes of the entries checked, in order."""
     limits: tuple[str, ...]
     """What an offline check cannot prove; the full audit covers each of these."""
+    proven: tuple[str, ...] = ()
+    """Which statement fields the signed entries prove, each with the entries it rests on."""
 
 
 def parse_certificate(data: bytes) -> Certificate:
@@ -660,7 +667,41 @@ def verify_certificate(data: bytes, vkey: str) -> VerifiedCertificate:
         statement=statement,
         entries=tuple(item.index for item in certificate.entries),
         limits=tuple(limits),
+        proven=_proven(statement, size, f"{verifier.name}+{verifier.key_id.hex()}"),
     )
+
+
+def _proven(statement: RetirementStatement | ClaimStatement, size: int, key: str) -> tuple[str, ...]:
+    """What a verified statement proves, field by field, in words (after step 6 passed)."""
+    lines = [f"every entry named below is in the tree of size {size} signed by {key}, by its inclusion proof"]
+    if isinstance(statement, ClaimStatement):
+        event = statement.event
+        lines += [
+            f"claim {statement.id}: its event {event.id}, organiser {event.organiser} and time, from entry "
+            f"{statement.entry}, signed by the organiser",
+            f"event {event.id}: name, kind, venue, start and end dates, expected attendees and organiser, from its "
+            f"registration at entry {event.entry}, which the claim's signed event_entry names",
+            f"footprint: {statement.footprint_kg} kgCO2e and its sources, from the final declaration at entry "
+            f"{statement.footprint_entry}, signed by the organiser",
+            f"coverage: {statement.units} units in blocks {_clip(', '.join(statement.blocks))}, retired by the "
+            f"organiser for event {event.id} before the claim, cover ceil({statement.footprint_kg} / "
+            f"{UNITS_PER_CDCER_KG}) units",
+        ]
+        retirements: Sequence[RetirementFacts] = statement.retirements
+    else:
+        retirements = (statement,)
+    for r in retirements:
+        lines.append(
+            f"retirement {r.id}: holder {r.holder}, quantity, beneficiary, purpose, event, year, reason and time, "
+            f"from entry {r.entry}, signed by the holder"
+        )
+    for b in statement.batches:
+        lines.append(
+            f"batch {b.id}: project {b.project}, vintage {b.vintage} and {b.quantity} units, from its report (entry "
+            f"{b.report_entry}), its verification by the engaged verifier (entry {b.verification_entry}) and its "
+            f"issuance by an authority (entry {b.issuance_entry})"
+        )
+    return tuple(lines)
 
 
 def _decode_entries(entries: Sequence[CertificateEntry]) -> tuple[list[bytes], list[list[bytes]]]:
@@ -921,14 +962,26 @@ def _check_batches(log: _Log, batches: Sequence[BatchStatement]) -> dict[str, Ba
         issued = log.take(batch.issuance_entry, "issuance.issue", f"issuance of {what}").body.payload
         assert isinstance(issued, Issue)
         _agree(f"{what}: report", batch.report, issued.report_id, batch.issuance_entry)
-        verified = log.take(batch.verification_entry, "report.verify", f"verification of {what}").body.payload
+        verification = log.take(batch.verification_entry, "report.verify", f"verification of {what}")
+        verified = verification.body.payload
         assert isinstance(verified, ReportVerify)
         _agree(f"{what}: report", batch.report, verified.report_id, batch.verification_entry)
         _agree(f"{what}: quantity", batch.quantity, verified.verified, batch.verification_entry)
-        submitted = log.take(batch.report_entry, "report.submit", f"report of {what}").body.payload
+        report = log.take(batch.report_entry, "report.submit", f"report of {what}")
+        submitted = report.body.payload
         assert isinstance(submitted, ReportSubmit)
         _agree(f"{what}: project", batch.project, submitted.project_id, batch.report_entry)
         _agree(f"{what}: vintage", batch.vintage, submitted.period_end.year, batch.report_entry)
+        if verification.body.actor != submitted.verifier:
+            raise CertificateError(
+                f"entry {batch.verification_entry} (verification): {what}'s report was verified by "
+                f"{verification.body.actor}, but its report (entry {batch.report_entry}) engaged {submitted.verifier}"
+            )
+        if submitted.period_end >= report.entry.accepted_at.date():
+            raise CertificateError(
+                f"entry {batch.report_entry} (report): {what}'s monitoring period ends {submitted.period_end}, "
+                f"not before the report was accepted on {report.entry.accepted_at.date()}"
+            )
         if not batch.report_entry < batch.verification_entry < batch.issuance_entry:
             raise CertificateError(
                 f"statement: {what}: report (entry {batch.report_entry}), verification (entry "
@@ -953,6 +1006,7 @@ def _check_claim_statement(log: _Log, statement: ClaimStatement, limits: list[st
     payload = claim.body.payload
     assert isinstance(payload, ClaimIssue)
     _agree(f"{what}: event", event.id, payload.event_id, statement.entry)
+    _agree(f"{what}: event registration entry", event.entry, payload.event_entry, statement.entry)
     _agree(f"{what}: organiser", organiser, claim.body.actor, statement.entry)
     _agree(f"{what}: time", statement.time, format_utc(claim.entry.accepted_at), statement.entry)
     # The event, as registered.
@@ -984,6 +1038,8 @@ def _check_claim_statement(log: _Log, statement: ClaimStatement, limits: list[st
     sources = {source.value: kg for source, kg in sorted(fp.sources.items())}
     _agree(f"{what}: footprint by source", dict(sorted(statement.footprint.items())), sources, where)
     _agree(f"{what}: footprint_kg", statement.footprint_kg, sum(sources.values()), where)
+    if statement.footprint_kg == 0:
+        raise CertificateError(f"statement: {what}: a footprint of 0 kgCO2e leaves nothing to neutralise")
     if not event.entry < statement.footprint_entry < statement.entry:
         raise CertificateError(
             f"statement: {what}: event registration (entry {event.entry}), final footprint (entry "

@@ -968,6 +968,12 @@ def _report_submit(ctx: _Context) -> Outcome:
             f"monitoring period {start}..{end} is outside the crediting period "
             f"{proj.crediting_start}..{proj.crediting_end} of {proj.id}",
         )
+    if p.period_end >= ctx.time.date():
+        raise _fail(
+            "period_not_ended",
+            f"monitoring period {start}..{end} has not ended (the registry's date is {ctx.time.date()} UTC); "
+            "report a period after its last day",
+        )
     for rid in ctx.state.reports_by_project.get(proj.id, []):
         other = ctx.state.reports[rid]
         if other.state != "rejected" and start <= other.period_end and other.period_start <= end:
@@ -975,9 +981,30 @@ def _report_submit(ctx: _Context) -> Outcome:
                 "overlapping_period",
                 f"monitoring period {start}..{end} overlaps report {rid} ({other.period_start}..{other.period_end})",
             )
+    _check_engaged_verifier(ctx, proj, p.verifier)
     rid = f"MR{len(ctx.state.reports) + 1:04d}"
-    ctx.put(Report(rid, proj.id, start, end, p.claimed, None, None, "submitted", ctx.index, ctx.index))
-    return Outcome(p.kind, {"report_id": rid, "project_id": proj.id})
+    ctx.put(Report(rid, proj.id, start, end, p.claimed, None, p.verifier, "submitted", ctx.index, ctx.index))
+    return Outcome(p.kind, {"report_id": rid, "project_id": proj.id, "verifier": p.verifier})
+
+
+def _check_engaged_verifier(ctx: _Context, proj: Project, pid: str) -> None:
+    """The verification body a report names must be an active verifier other than the project's owner."""
+    if pid == proj.owner:
+        raise _fail("conflict_of_interest", f"{pid} owns project {proj.id} and may not verify its reports")
+    verifier = ctx.state.participants.get(pid)
+    if verifier is None:
+        raise _fail("not_found", f"no participant {pid!r} is registered to verify the report")
+    if verifier.status != "active" or Role.VERIFIER.value not in verifier.roles:
+        raise _fail("invalid_verifier", f"{pid} cannot verify reports (suspended, or not a verifier)")
+
+
+def _require_engaged(ctx: _Context, rep: Report, action: str) -> None:
+    """Only the verifier engaged for a report (or, to reject it, an authority) may act on it."""
+    if rep.verifier != ctx.actor:
+        raise _fail(
+            "not_engaged",
+            f"report {rep.id} engaged {rep.verifier} to verify it; {ctx.actor} may not {action} it",
+        )
 
 
 def _report(ctx: _Context, rid: str) -> Report:
@@ -994,6 +1021,7 @@ def _report_verify(ctx: _Context) -> Outcome:
     proj = ctx.state.projects[rep.project_id]
     if proj.owner == ctx.actor:
         raise _fail("conflict_of_interest", f"{ctx.actor} owns project {proj.id} and may not verify its report")
+    _require_engaged(ctx, rep, "verify")
     if rep.state != "submitted":
         raise _fail("invalid_state", f"report {rep.id} is {rep.state}; only a submitted report is verified")
     if p.verified > rep.claimed:
@@ -1013,6 +1041,8 @@ def _report_reject(ctx: _Context) -> Outcome:
         raise _fail("invalid_state", f"report {rep.id} is {rep.state}; it can no longer be rejected")
     if ctx.state.projects[rep.project_id].owner == ctx.actor:
         raise _fail("conflict_of_interest", f"{ctx.actor} owns the project of report {rep.id}")
+    if Role.AUTHORITY.value not in ctx.state.participants[ctx.actor].roles:
+        _require_engaged(ctx, rep, "reject")
     ctx.put(replace(rep, state="rejected", updated_at=ctx.index))
     return Outcome(p.kind, {"report_id": rep.id})
 
@@ -1201,6 +1231,12 @@ def _retire(ctx: _Context) -> Outcome:
         event = st.events.get(p.event_id)
         if event is None:
             raise _fail("not_found", f"no event {p.event_id}")
+        if event.organiser != ctx.actor:
+            raise _fail(
+                "forbidden",
+                f"event {event.id} is organised by {event.organiser}; only its organiser retires units for it "
+                "(a sponsor transfers units to the organiser first)",
+            )
         if event.claim_id is not None:
             raise _fail("invalid_state", f"event {event.id} already has claim {event.claim_id}; it is closed")
         deadline = _add_months(date.fromisoformat(event.end_date), CLAIM_WINDOW_MONTHS)
@@ -1307,6 +1343,12 @@ def _event_footprint(ctx: _Context) -> Outcome:
     if p.stage is FootprintStage.FINAL:
         if ctx.time.date() < date.fromisoformat(event.end_date):
             raise _fail("too_early", f"event {event.id} ends {event.end_date}; the final footprint comes after it")
+        if total == 0:
+            raise _fail(
+                "empty_footprint",
+                f"a final footprint of 0 kgCO2e leaves nothing to neutralise for event {event.id}; "
+                "declare the event's emissions by source",
+            )
         ctx.put(replace(event, final_footprint=sources, final_footprint_kg=total))
     else:
         ctx.put(replace(event, planned_footprint=sources))
@@ -1318,6 +1360,11 @@ def _claim_issue(ctx: _Context) -> Outcome:
     assert isinstance(p, ClaimIssue)
     st = ctx.state
     event = _event(ctx, p.event_id, own=True)
+    if p.event_entry != event.registered_at:
+        raise _fail(
+            "event_mismatch",
+            f"event {event.id} was registered at log entry {event.registered_at}, not at entry {p.event_entry}",
+        )
     if event.claim_id is not None:
         raise _fail("conflict", f"event {event.id} already has claim {event.claim_id}")
     if event.final_footprint_kg is None:
@@ -1327,6 +1374,8 @@ def _claim_issue(ctx: _Context) -> Outcome:
         raise _fail("claim_window_closed", f"event {event.id} ended {event.end_date}; claims closed on {deadline}")
     backing = [r for r in st.retirements.values() if r.event_id == event.id and r.claim_id is None]
     units = sum(r.quantity for r in backing)
+    if event.final_footprint_kg == 0:
+        raise _fail("empty_footprint", f"event {event.id} has a final footprint of 0 kgCO2e; there is nothing to claim")
     if units * UNITS_PER_CDCER_KG < event.final_footprint_kg:
         need = -(-event.final_footprint_kg // UNITS_PER_CDCER_KG)
         raise _fail(

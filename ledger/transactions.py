@@ -318,6 +318,8 @@ class ReportSubmit(_Model):
     period_start: date
     period_end: date
     claimed: Quantity
+    verifier: Identifier
+    """The verification body the owner engaged for this report: only it may verify or reject it."""
     documents: tuple[Sha256Hex, ...] = Field(default=(), max_length=50)
 
     @model_validator(mode="after")
@@ -422,8 +424,12 @@ class EventFootprint(_Model):
 
 
 class ClaimIssue(_Model):
+    """Claims carbon neutrality for an event; `event_entry` binds the claim to the event's registration."""
+
     kind: Literal["claim.issue"] = "claim.issue"
     event_id: RecordId
+    event_entry: Annotated[int, Field(strict=True, ge=0, le=MAX_SAFE_INTEGER)]
+    """The log index of the event's `event.register` entry, so a certificate cannot swap in another event."""
 
 
 Payload = Annotated[

@@ -351,6 +351,7 @@ class _Event:
     id: str
     organiser: str
     name: str
+    entry: int  # the log index of its registration, which its claim names
     footprint_kg: int = 0
     retired: int = 0
 
@@ -397,6 +398,7 @@ class _Builder:
         self._methodologies = {code: m.status for (code, version), m in state.methodologies.items() if version == "1.0"}
         self._projects = len(state.projects)
         self._reports = len(state.reports)
+        self._first_index = state.size  # the demo's first transaction is appended at this index
         self._events = len(state.events)
         self._event_names: Counter[str] = Counter()
         self._names: dict[str, str] = {}
@@ -542,7 +544,7 @@ class _Builder:
         self.decide(pid, ProjectDecision.REGISTER, "Positive validation; registered.")
         return pid, details.estimated_annual_reductions
 
-    def report(self, owner: str, pid: str, start: date, end: date, claimed: int) -> str:
+    def report(self, owner: str, pid: str, start: date, end: date, claimed: int, verifier: str) -> str:
         self._reports += 1
         rid = f"MR{self._reports:04d}"
         payload = ReportSubmit(
@@ -550,6 +552,7 @@ class _Builder:
             period_start=start,
             period_end=end,
             claimed=claimed,
+            verifier=verifier,
             documents=(_sha(f"monitoring report {pid} {start}..{end}"),),
         )
         self.send(owner, payload, report_id=rid)
@@ -571,7 +574,7 @@ class _Builder:
 
     def issue_year(self, owner: str, pid: str, year: int, annual: int, verifier: str) -> None:
         claimed = max(1, annual * self.rng.randint(85, 110) // 100)
-        rid = self.report(owner, pid, date(year, 1, 1), date(year, 12, 31), claimed)
+        rid = self.report(owner, pid, date(year, 1, 1), date(year, 12, 31), claimed, verifier)
         self.verify_and_issue(owner, rid, claimed, verifier)
 
     # ---- units -----------------------------------------------------------------------------------------
@@ -693,8 +696,9 @@ class _Builder:
             end_date=end,
             expected_attendees=attendees,
         )
+        entry = self._first_index + self.planned  # the index this registration will be appended at
         self.send(organiser, payload, event_id=eid)
-        return _Event(eid, organiser, name)
+        return _Event(eid, organiser, name, entry)
 
     def footprint(self, event: _Event, stage: FootprintStage, sources: dict[FootprintSource, int]) -> None:
         note = (
@@ -743,7 +747,7 @@ class _Builder:
             )
             event.retired += quantity
         if claim:
-            self.send(event.organiser, ClaimIssue(event_id=event.id), event_id=event.id)
+            self.send(event.organiser, ClaimIssue(event_id=event.id, event_entry=event.entry), event_id=event.id)
 
     def past_event(self, organiser: str, kind: EventKind, *, ended_days_ago: int, days: int, attendees: int) -> _Event:
         theme = self.rng.choice(THEMES)
@@ -792,15 +796,15 @@ class _Builder:
         biogas_pid, biogas_annual = self.registered_project(biogas, biogas_m, "Xinjin", v2)
         self.issue_year(biogas, biogas_pid, y1, biogas_annual, v1)
         self.issue_year(biogas, biogas_pid, y2, biogas_annual, v1)
-        rejected = self.report(biogas, biogas_pid, date(y3, 1, 1), date(y3, 12, 31), biogas_annual)
+        rejected = self.report(biogas, biogas_pid, date(y3, 1, 1), date(y3, 12, 31), biogas_annual, v1)
         self.send(v1, ReportReject(report_id=rejected, reason="Digester gas-meter calibration certificates missing."))
-        again = self.report(biogas, biogas_pid, date(y3, 1, 1), date(y3, 12, 31), biogas_annual)
+        again = self.report(biogas, biogas_pid, date(y3, 1, 1), date(y3, 12, 31), biogas_annual, v1)
         self.verify_and_issue(biogas, again, biogas_annual, v1)
         # A second solar project: two years issued, last year's report still awaiting verification.
         airport_pid, airport_annual = self.registered_project(solar, pv, "Shuangliu", v2)
         self.issue_year(solar, airport_pid, y1, airport_annual, v1)
         self.issue_year(solar, airport_pid, y2, airport_annual, v1)
-        self.report(solar, airport_pid, date(y3, 1, 1), date(y3, 12, 31), airport_annual)
+        self.report(solar, airport_pid, date(y3, 1, 1), date(y3, 12, 31), airport_annual, v1)
         # A project with a negative opinion, rejected; and one still waiting for validation.
         rejected_pid = self.submit_project(ev, self.details(ev_m, "Jinniu", start_year=y1, years=10))
         self.validate(v2, rejected_pid, Opinion.NEGATIVE)

@@ -120,7 +120,7 @@ def run_story(served: Served) -> StoryIds:
     served.write("authority", "project", "decide", project, "--decision", "register", "--reason", "validated")
     report = served.write(
         "sunpower-pidu", "report", "submit", project, "--period-start", "2023-01-01", "--period-end", "2023-12-31",
-        "--claimed", "1200",
+        "--claimed", "1200", "--verifier", "tianfu-verify",
     )["outcome"]["report_id"]  # fmt: skip
     served.write(
         "tianfu-verify", "report", "verify", report, "--verified", "1150", "--opinion-sha256", SHA,

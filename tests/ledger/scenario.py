@@ -158,6 +158,7 @@ class World:
                 period_start=date(year, 1, 1),
                 period_end=date(year, 12, 31),
                 claimed=claimed,
+                verifier="verifier",
             ),
         )
         rid = str(rep.details["report_id"])
@@ -196,11 +197,16 @@ class World:
                 reason="carbon-neutral forum",
             ),
         )
-        claim = self.submit("organiser", ClaimIssue(event_id=eid))
+        claim = self.submit("organiser", self.claim_issue(eid))
         return {"event_id": eid, "retirement": retired.details, "claim": claim.details}
 
     def transfer(self, sender: str, to: str, quantity: int) -> Outcome:
         return self.submit(sender, Transfer(to=to, selection=Selection(quantity=quantity)))
+
+    def claim_issue(self, event_id: str) -> ClaimIssue:
+        """The claim of an event, naming the entry that registered it (or entry 0 for an unknown event)."""
+        event = self.state.events.get(event_id)
+        return ClaimIssue(event_id=event_id, event_entry=0 if event is None else event.registered_at)
 
     # --- finer control, for the state-machine tests -------------------------------------------------
 
@@ -248,7 +254,10 @@ class World:
     def issued_period(self, project_id: str, start: date, end: date, quantity: int, owner: str = "owner") -> str:
         """Report, verify and issue ``quantity`` units for one monitoring period; return the batch id."""
         rep = self.submit(
-            owner, ReportSubmit(project_id=project_id, period_start=start, period_end=end, claimed=quantity)
+            owner,
+            ReportSubmit(
+                project_id=project_id, period_start=start, period_end=end, claimed=quantity, verifier="verifier"
+            ),
         )
         rid = str(rep.details["report_id"])
         self.submit("verifier", ReportVerify(report_id=rid, verified=quantity, opinion_sha256=SHA, statement="ok"))

@@ -304,7 +304,13 @@ def test_provenance_through_a_second_authority_and_a_rotated_key(story: Story) -
     story.sync()
     report = story.submit(
         "owner",
-        ReportSubmit(project_id=project, period_start=date(2024, 1, 1), period_end=date(2024, 12, 31), claimed=500),
+        ReportSubmit(
+            project_id=project,
+            period_start=date(2024, 1, 1),
+            period_end=date(2024, 12, 31),
+            claimed=500,
+            verifier="verifier",
+        ),
     )
     verification = story.submit(
         "verifier", ReportVerify(report_id="MR0001", verified=400, opinion_sha256=SHA, statement="ok")

@@ -440,7 +440,11 @@ PAYLOADS: dict[str, Callable[[], BaseModel]] = {
     "project.reinstate": lambda: ProjectReinstate(project_id="P0001", reason="x"),
     "project.close": lambda: ProjectClose(project_id="P0001", reason="x"),
     "report.submit": lambda: ReportSubmit(
-        project_id="P0001", period_start=date(2024, 1, 1), period_end=date(2024, 12, 31), claimed=10
+        project_id="P0001",
+        period_start=date(2024, 1, 1),
+        period_end=date(2024, 12, 31),
+        claimed=10,
+        verifier="verifier",
     ),
     "report.verify": lambda: ReportVerify(report_id="MR0001", verified=1, opinion_sha256=SHA, statement="ok"),
     "report.reject": lambda: ReportReject(report_id="MR0001", reason="x"),
@@ -459,7 +463,7 @@ PAYLOADS: dict[str, Callable[[], BaseModel]] = {
         expected_attendees=5000,
     ),
     "event.footprint": lambda: final_footprint("E0001", 1000),
-    "claim.issue": lambda: ClaimIssue(event_id="E0001"),
+    "claim.issue": lambda: ClaimIssue(event_id="E0001", event_entry=0),
 }
 
 
@@ -674,7 +678,9 @@ def test_negative_opinion_cannot_be_registered_but_can_be_rejected(world: World)
     refuse(
         world,
         "owner",
-        ReportSubmit(project_id=pid, period_start=date(2023, 1, 1), period_end=date(2023, 12, 31), claimed=5),
+        ReportSubmit(
+            project_id=pid, period_start=date(2023, 1, 1), period_end=date(2023, 12, 31), claimed=5, verifier="verifier"
+        ),
         "invalid_state",
         "reports need a registered project",
     )
@@ -752,7 +758,13 @@ def test_project_suspend_reinstate_close(market: World) -> None:
     refuse(
         market,
         "owner",
-        ReportSubmit(project_id="P0001", period_start=date(2024, 1, 1), period_end=date(2024, 12, 31), claimed=5),
+        ReportSubmit(
+            project_id="P0001",
+            period_start=date(2024, 1, 1),
+            period_end=date(2024, 12, 31),
+            claimed=5,
+            verifier="verifier",
+        ),
         "invalid_state",
         "P0001 is suspended; reports need a registered project",
     )
@@ -784,7 +796,9 @@ def test_unknown_project_is_not_found(world: World) -> None:
 
 
 def report(year_from: date, year_to: date, claimed: int = 100, project: str = "P0001") -> ReportSubmit:
-    return ReportSubmit(project_id=project, period_start=year_from, period_end=year_to, claimed=claimed)
+    return ReportSubmit(
+        project_id=project, period_start=year_from, period_end=year_to, claimed=claimed, verifier="verifier"
+    )
 
 
 def test_monitoring_periods_never_overlap(market: World) -> None:
@@ -819,7 +833,7 @@ def test_monitoring_period_lies_inside_the_crediting_period(market: World) -> No
             "outside_crediting_period",
             f"{start}..{end} is outside the crediting period 2022-01-01..2031-12-31 of P0001",
         )
-    market.submit("owner", report(date(2031, 1, 1), date(2031, 12, 31)))
+    market.submit("owner", report(date(2024, 1, 1), date(2024, 12, 31)))
 
 
 def test_only_the_owner_submits_reports(market: World) -> None:
@@ -1209,14 +1223,14 @@ def test_only_the_organiser_declares_and_claims(stocked: World) -> None:
     )
     stocked.submit("organiser", final_footprint(eid, 100))
     stocked.retire("organiser", quantity(1), purpose=RetirementPurpose.EVENT, event_id=eid)
-    refuse(stocked, "rival", ClaimIssue(event_id=eid), "forbidden", "is organised by organiser")
-    refuse(stocked, "organiser", ClaimIssue(event_id="E0404"), "not_found", "no event E0404")
+    refuse(stocked, "rival", stocked.claim_issue(eid), "forbidden", "is organised by organiser")
+    refuse(stocked, "organiser", stocked.claim_issue("E0404"), "not_found", "no event E0404")
 
 
 def test_claim_needs_a_final_footprint(stocked: World) -> None:
     eid, _ = register_event(stocked)
     stocked.retire("organiser", quantity(10), purpose=RetirementPurpose.EVENT, event_id=eid)
-    refuse(stocked, "organiser", ClaimIssue(event_id=eid), "no_final_footprint", "has no final footprint declared")
+    refuse(stocked, "organiser", stocked.claim_issue(eid), "no_final_footprint", "has no final footprint declared")
 
 
 def test_claim_without_coverage_is_refused_then_covered_exactly(stocked: World) -> None:
@@ -1227,15 +1241,15 @@ def test_claim_without_coverage_is_refused_then_covered_exactly(stocked: World) 
     refuse(
         stocked,
         "organiser",
-        ClaimIssue(event_id=eid),
+        stocked.claim_issue(eid),
         "insufficient_coverage",
         "final footprint of 9600 kgCO2e, which needs 10 retired units; 9 are retired for it",
     )
     # Units retired for another purpose never count.
     stocked.retire("organiser", quantity(5), purpose=RetirementPurpose.VOLUNTARY)
-    refuse(stocked, "organiser", ClaimIssue(event_id=eid), "insufficient_coverage", "9 are retired")
+    refuse(stocked, "organiser", stocked.claim_issue(eid), "insufficient_coverage", "9 are retired")
     stocked.retire("organiser", quantity(1), purpose=RetirementPurpose.EVENT, event_id=eid)
-    out = stocked.submit("organiser", ClaimIssue(event_id=eid))
+    out = stocked.submit("organiser", stocked.claim_issue(eid))
     cid = out.details["claim_id"]
     assert out.details["units"] == 10
     assert out.details["blocks"] == [block(B23, 1, 9), block(B23, 15, 15)]
@@ -1252,14 +1266,13 @@ def test_claim_without_coverage_is_refused_then_covered_exactly(stocked: World) 
     assert [r.claim_id for r in st.retirements.values()] == [cid, None, cid]
 
 
-@pytest.mark.parametrize(("kg", "units"), [(9600, 10), (10000, 10), (1, 1), (0, 0)])
+@pytest.mark.parametrize(("kg", "units"), [(9600, 10), (10000, 10), (1, 1)])
 def test_claim_covering_exactly(stocked: World, kg: int, units: int) -> None:
     eid, _ = register_event(stocked)
     stocked.advance(timedelta(days=2))
     stocked.submit("organiser", final_footprint(eid, kg))
-    if units:
-        stocked.retire("organiser", quantity(units), purpose=RetirementPurpose.EVENT, event_id=eid)
-    assert stocked.submit("organiser", ClaimIssue(event_id=eid)).details["units"] == units
+    stocked.retire("organiser", quantity(units), purpose=RetirementPurpose.EVENT, event_id=eid)
+    assert stocked.submit("organiser", stocked.claim_issue(eid)).details["units"] == units
 
 
 def test_claim_one_kilogram_short_is_refused(stocked: World) -> None:
@@ -1267,7 +1280,7 @@ def test_claim_one_kilogram_short_is_refused(stocked: World) -> None:
     stocked.advance(timedelta(days=2))
     stocked.submit("organiser", final_footprint(eid, 10001))
     stocked.retire("organiser", quantity(10), purpose=RetirementPurpose.EVENT, event_id=eid)
-    refuse(stocked, "organiser", ClaimIssue(event_id=eid), "insufficient_coverage", "needs 11 retired units")
+    refuse(stocked, "organiser", stocked.claim_issue(eid), "insufficient_coverage", "needs 11 retired units")
 
 
 def test_the_scenario_claim(market: World) -> None:
@@ -1279,7 +1292,7 @@ def test_the_scenario_claim(market: World) -> None:
 def test_second_claim_for_an_event_is_refused(stocked: World) -> None:
     story = stocked.event_with_claim()
     eid = story["event_id"]
-    refuse(stocked, "organiser", ClaimIssue(event_id=eid), "conflict", f"event {eid} already has claim CN0001")
+    refuse(stocked, "organiser", stocked.claim_issue(eid), "conflict", f"event {eid} already has claim CN0001")
     refuse(
         stocked,
         "organiser",
@@ -1309,7 +1322,7 @@ def test_retirement_for_an_event_closes_twelve_months_after_it_ends(stocked: Wor
         "claim_window_closed",
         f"ended {end}; retirements for it were possible until {deadline}",
     )
-    refuse(stocked, "organiser", ClaimIssue(event_id=eid), "claim_window_closed", f"claims closed on {deadline}")
+    refuse(stocked, "organiser", stocked.claim_issue(eid), "claim_window_closed", f"claims closed on {deadline}")
     refuse(
         stocked,
         "organiser",
@@ -1386,3 +1399,102 @@ def test_the_snapshot_sees_an_applied_transaction(market: World) -> None:
     before = market.snapshot()
     market.transfer("owner", "buyer", 1)
     assert market.snapshot() != before
+
+
+# --- claims nobody can poison or forge (issue 14) -------------------------------------------------------
+
+
+def test_only_the_organiser_retires_units_for_its_event(stocked: World) -> None:
+    stocked.transfer("owner", "buyer", 20)
+    eid, _ = register_event(stocked)
+    refuse(
+        stocked,
+        "buyer",
+        retire(quantity(5), RetirementPurpose.EVENT, event_id=eid),
+        "forbidden",
+        f"event {eid} is organised by organiser; only its organiser retires units for it",
+    )
+    stocked.advance(timedelta(days=2))
+    stocked.submit("organiser", final_footprint(eid, 2000))
+    stocked.retire("organiser", quantity(2), purpose=RetirementPurpose.EVENT, event_id=eid)
+    out = stocked.submit("organiser", stocked.claim_issue(eid))
+    claim = stocked.state.claims[str(out.details["claim_id"])]
+    assert {stocked.state.retirements[r].holder for r in claim.retirements} == {"organiser"}
+
+
+def test_a_final_footprint_of_zero_is_refused(stocked: World) -> None:
+    eid, _ = register_event(stocked)
+    stocked.advance(timedelta(days=2))
+    refuse(stocked, "organiser", final_footprint(eid, 0), "empty_footprint", "a final footprint of 0 kgCO2e")
+    refuse(stocked, "organiser", stocked.claim_issue(eid), "no_final_footprint", "has no final footprint")
+
+
+def test_a_claim_names_the_entry_that_registered_its_event(stocked: World) -> None:
+    first, _ = register_event(stocked)
+    other, _ = register_event(stocked)
+    stocked.advance(timedelta(days=2))
+    stocked.submit("organiser", final_footprint(first, 1000))
+    stocked.retire("organiser", quantity(1), purpose=RetirementPurpose.EVENT, event_id=first)
+    registered = stocked.state.events[first].registered_at
+    for wrong in (stocked.state.events[other].registered_at, registered + 1, 0):
+        refuse(
+            stocked,
+            "organiser",
+            ClaimIssue(event_id=first, event_entry=wrong),
+            "event_mismatch",
+            f"event {first} was registered at log entry {registered}, not at entry {wrong}",
+        )
+    stocked.submit("organiser", ClaimIssue(event_id=first, event_entry=registered))
+
+
+def test_only_the_engaged_verifier_verifies_or_rejects_a_report(market: World) -> None:
+    market.register("verifier2", [Role.VERIFIER])
+    rid = str(market.submit("owner", report(date(2024, 1, 1), date(2024, 12, 31))).details["report_id"])
+    assert market.state.reports[rid].verifier == "verifier"
+    verify = ReportVerify(report_id=rid, verified=10, opinion_sha256=SHA, statement="ok")
+    refuse(market, "verifier2", verify, "not_engaged", f"report {rid} engaged verifier to verify it; verifier2 may not")
+    refuse(market, "verifier2", ReportReject(report_id=rid, reason="x"), "not_engaged", "verifier2 may not reject")
+    market.submit("verifier", verify)
+    # Once verified, another verifier still cannot reject it; an authority can.
+    refuse(market, "verifier2", ReportReject(report_id=rid, reason="x"), "not_engaged", "may not reject")
+    market.submit("authority", ReportReject(report_id=rid, reason="evidence withdrawn"))
+    assert market.state.reports[rid].state == "rejected"
+
+
+@pytest.mark.parametrize(
+    ("verifier", "code", "match"),
+    [
+        ("owner", "conflict_of_interest", "owner owns project P0001 and may not verify its reports"),
+        ("buyer", "invalid_verifier", "buyer cannot verify reports"),
+        ("nobody", "not_found", "no participant 'nobody' is registered"),
+    ],
+)
+def test_a_report_engages_an_active_verifier_other_than_its_owner(
+    market: World, verifier: str, code: str, match: str
+) -> None:
+    payload = ReportSubmit(
+        project_id="P0001", period_start=date(2024, 1, 1), period_end=date(2024, 12, 31), claimed=5, verifier=verifier
+    )
+    refuse(market, "owner", payload, code, match)
+
+
+def test_a_dual_role_owner_cannot_engage_itself(world: World) -> None:
+    world.register("dual", [Role.VERIFIER, Role.PROJECT_OWNER])
+    pid = world.registered_project(owner="dual")
+    payload = ReportSubmit(
+        project_id=pid, period_start=date(2023, 1, 1), period_end=date(2023, 12, 31), claimed=5, verifier="dual"
+    )
+    refuse(world, "dual", payload, "conflict_of_interest", "may not verify its reports")
+
+
+def test_a_monitoring_period_must_have_ended(market: World) -> None:
+    today = market.clock.date()
+    for end in (today, today + timedelta(days=1), date(2030, 12, 31)):
+        refuse(
+            market,
+            "owner",
+            report(date(today.year, 1, 1), end),
+            "period_not_ended",
+            f"has not ended \\(the registry's date is {today} UTC\\)",
+        )
+    market.submit("owner", report(date(today.year, 1, 1), today - timedelta(days=1)))

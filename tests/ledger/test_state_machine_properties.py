@@ -28,7 +28,6 @@ from ledger.state import Outcome
 from ledger.transactions import (
     Cancel,
     CancellationReason,
-    ClaimIssue,
     EventFootprint,
     EventKind,
     EventRegister,
@@ -53,7 +52,7 @@ ACCOUNTS = ("owner", "organiser", "buyer", "trader")
 PROJECTS = {"P0001": "owner", "P0002": "organiser"}  # the organiser also owns a project: its claims get units
 PERIODS = tuple(
     (date(year, start_month, 1), date(year, end_month, end_day))
-    for year in (2022, 2023, 2024, 2025)
+    for year in (2022, 2023, 2024)  # every period ended before the world's clock (2025)
     for start_month, end_month, end_day in ((1, 6, 30), (7, 12, 31))
 )
 
@@ -244,7 +243,10 @@ class UnitMachine(RuleBasedStateMachine):
         start, end = PERIODS[period]
         owner = PROJECTS[project]
         out = self.world.submit(
-            owner, ReportSubmit(project_id=project, period_start=start, period_end=end, claimed=quantity + 5)
+            owner,
+            ReportSubmit(
+                project_id=project, period_start=start, period_end=end, claimed=quantity + 5, verifier="verifier"
+            ),
         )
         rid = str(out.details["report_id"])
         self.world.submit(
@@ -446,9 +448,11 @@ class UnitMachine(RuleBasedStateMachine):
             ),
         )
         eid = str(out.details["event_id"])
-        self.world.submit(
+        # A final footprint of 0 kg is refused (nothing to neutralise), so that event can never be claimed.
+        self.attempt(
             "organiser",
             EventFootprint(event_id=eid, stage=FootprintStage.FINAL, sources={FootprintSource.CATERING: footprint_kg}),
+            valid=footprint_kg > 0,
         )
         retired = 0
         if units:
@@ -464,13 +468,13 @@ class UnitMachine(RuleBasedStateMachine):
             if picks is not None:
                 self.moved(picks, done, state="retired", holder="organiser")
                 retired = units
-        covered = retired * 1000 >= footprint_kg
-        claim = self.attempt("organiser", ClaimIssue(event_id=eid), valid=covered)
+        covered = footprint_kg > 0 and retired * 1000 >= footprint_kg
+        claim = self.attempt("organiser", self.world.claim_issue(eid), valid=covered)
         if claim is not None:
             self.claims += 1
             assert claim.details["units"] == retired
             # An event has one claim, ever.
-            self.attempt("organiser", ClaimIssue(event_id=eid), valid=False)
+            self.attempt("organiser", self.world.claim_issue(eid), valid=False)
 
     # ---- invariants --------------------------------------------------------------------------------------
 

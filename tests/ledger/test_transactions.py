@@ -134,7 +134,11 @@ EXAMPLES: dict[str, BaseModel] = {
     "project.reinstate": ProjectReinstate(project_id="P0007", reason="audit passed"),
     "project.close": ProjectClose(project_id="P0007", reason="crediting period over"),
     "report.submit": ReportSubmit(
-        project_id="P0007", period_start=date(2023, 1, 1), period_end=date(2023, 12, 31), claimed=1200
+        project_id="P0007",
+        period_start=date(2023, 1, 1),
+        period_end=date(2023, 12, 31),
+        claimed=1200,
+        verifier="tianfu-verify",
     ),
     "report.verify": ReportVerify(report_id="MR0003", verified=1150, opinion_sha256=SHA, statement=""),
     "report.reject": ReportReject(report_id="MR0003", reason="meter data missing"),
@@ -166,7 +170,7 @@ EXAMPLES: dict[str, BaseModel] = {
         sources={FootprintSource.VENUE_ENERGY: 9000, FootprintSource.CATERING: 600, FootprintSource.WASTE: 0},
         method_note="GHG Protocol",
     ),
-    "claim.issue": ClaimIssue(event_id="E0002"),
+    "claim.issue": ClaimIssue(event_id="E0002", event_entry=41),
 }
 
 

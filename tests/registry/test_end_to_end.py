@@ -144,7 +144,11 @@ def test_the_whole_story_over_http(ledger: Ledger, tmp_path: Path) -> None:
         report = registry.submit(
             "sunpower-pidu",
             ReportSubmit(
-                project_id=project, period_start=date(2023, 1, 1), period_end=date(2023, 12, 31), claimed=1200
+                project_id=project,
+                period_start=date(2023, 1, 1),
+                period_end=date(2023, 12, 31),
+                claimed=1200,
+                verifier="tianfu-verify",
             ),
         )["outcome"]["report_id"]
         registry.submit(
@@ -190,7 +194,10 @@ def test_the_whole_story_over_http(ledger: Ledger, tmp_path: Path) -> None:
                 reason="carbon-neutral forum",
             ),
         )["outcome"]
-        claim_id = registry.submit("forum-org", ClaimIssue(event_id=event))["outcome"]["claim_id"]
+        registered = registry.get(f"/v1/events/{event}")["registered_at"]
+        claim_id = registry.submit("forum-org", ClaimIssue(event_id=event, event_entry=registered))["outcome"][
+            "claim_id"
+        ]
 
         # The public registry says what happened.
         claim = registry.get(f"/v1/claims/{claim_id}")

@@ -199,11 +199,23 @@ def populate(story: Story) -> None:
     world.transfer("owner", "buyer", 300)
     world.submit(
         "owner",
-        ReportSubmit(project_id=registered, period_start=date(2024, 1, 1), period_end=date(2024, 12, 31), claimed=500),
+        ReportSubmit(
+            project_id=registered,
+            period_start=date(2024, 1, 1),
+            period_end=date(2024, 12, 31),
+            claimed=500,
+            verifier="verifier",
+        ),
     )
     verified = world.submit(
         "owner",
-        ReportSubmit(project_id=registered, period_start=date(2022, 1, 1), period_end=date(2022, 12, 31), claimed=400),
+        ReportSubmit(
+            project_id=registered,
+            period_start=date(2022, 1, 1),
+            period_end=date(2022, 12, 31),
+            claimed=400,
+            verifier="verifier",
+        ),
     ).details["report_id"]
     world.submit("verifier", ReportVerify(report_id=verified, verified=380, opinion_sha256=SHA, statement="ok"))
     world.submit("owner", ProjectSubmit(details=DETAILS))
@@ -254,6 +266,10 @@ def unclaimed_event(state: State) -> str:
     return next(e.id for e in state.events.values() if e.claim_id is None)
 
 
+def event_entry(state: State, event_id: str) -> int:
+    return state.events[event_id].registered_at
+
+
 REASON = "registry decision of the bureau"
 
 # One valid request per kind, built on the registry's state (its ids are the ledger's to assign).
@@ -302,7 +318,11 @@ PAYLOADS: dict[str, Callable[[State], BaseModel]] = {
     "project.reinstate": lambda s: ProjectReinstate(project_id=project_in(s, "suspended"), reason=REASON),
     "project.close": lambda s: ProjectClose(project_id=project_in(s, "registered"), reason=REASON),
     "report.submit": lambda s: ReportSubmit(
-        project_id=project_in(s, "registered"), period_start=date(2025, 1, 1), period_end=date(2025, 6, 30), claimed=600
+        project_id=project_in(s, "registered"),
+        period_start=date(2025, 1, 1),
+        period_end=date(2025, 2, 28),
+        claimed=600,
+        verifier="verifier",
     ),
     "report.verify": lambda s: ReportVerify(
         report_id=report_in(s, "submitted"), verified=450, opinion_sha256=SHA, statement="ok"
@@ -322,7 +342,7 @@ PAYLOADS: dict[str, Callable[[State], BaseModel]] = {
     "event.footprint": lambda s: EventFootprint(
         event_id=unclaimed_event(s), stage=FootprintStage.PLANNED, sources={FootprintSource.CATERING: 900}
     ),
-    "claim.issue": lambda s: ClaimIssue(event_id=unclaimed_event(s)),
+    "claim.issue": lambda s: ClaimIssue(event_id=unclaimed_event(s), event_entry=event_entry(s, unclaimed_event(s))),
 }
 
 

@@ -246,6 +246,7 @@ def overlapping_monitoring_period(c: Clients) -> bytes:
         period_start=date(2024, 7, 1),
         period_end=date(2025, 6, 30),
         claimed=100,
+        verifier="verifier",
     )
     return wire(c.sign("owner", report))
 
@@ -261,7 +262,8 @@ def issue_an_unverified_report(c: Clients) -> bytes:
 
 
 def claim_without_coverage(c: Clients) -> bytes:
-    return wire(c.sign("organiser", ClaimIssue(event_id=c.event("Marathon"))))
+    event = c.state.events[c.event("Marathon")]
+    return wire(c.sign("organiser", ClaimIssue(event_id=event.id, event_entry=event.registered_at)))
 
 
 def retire_after_the_claim_window(c: Clients) -> bytes:
