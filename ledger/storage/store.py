@@ -331,13 +331,25 @@ def insert_movements(conn: Connection, moves: Sequence[Movement]) -> None:
         _insert_many(conn, unit_movements.name, columns, [tuple(row[c] for c in columns) for row in rows])
 
 
-def movements_of_serials(conn: Connection, batch: str, first: int, last: int) -> list[dict[str, Any]]:
-    """Every movement that touched a serial in ``first..last`` of `batch`, oldest entry first.
+def movements_of_serials(
+    conn: Connection,
+    batch: str,
+    first: int,
+    last: int,
+    *,
+    after: Sequence[int] | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """The movements that touched a serial in ``first..last`` of `batch`, in (entry, first serial) order.
 
     Each row carries the entry's acceptance time (``accepted_at``). A movement of length class k
     (`ledger.history.span_class`) that reaches ``first`` starts at most 2**k - 1 serials before it, so each
     class present in the batch is one bounded range of the ``(batch_id, span, first)`` index: the cost
     follows the movements near the serials asked for, not every movement of the batch before them.
+
+    One batch's movements are unique by (entry, first serial), so that order is total and pages by it:
+    `after` (an entry and a first serial) keeps the movements that sort after it, `limit` the first that
+    many of them (all without it).
     """
     m = unit_movements
     top = conn.execute(
@@ -346,22 +358,38 @@ def movements_of_serials(conn: Connection, batch: str, first: int, last: int) ->
     if top is None:
         return []
     classes = int(top) + 1
-    params = tuple(value for k in range(classes) for value in (batch, k, first - (1 << k) + 1, last, first))
-    return [dict(row) for row in conn.exec_driver_sql(_movements_sql(conn.dialect, classes), params).mappings()]
+    params: tuple[Any, ...] = ()
+    for k in range(classes):
+        params += (batch, k, first - (1 << k) + 1, last, first)
+        if after is not None:
+            params += (after[0], after[0], after[1])
+    if limit is not None:
+        params += (limit,)
+    sql = _movements_sql(conn.dialect, classes, paged=after is not None, limited=limit is not None)
+    return [dict(row) for row in conn.exec_driver_sql(sql, params).mappings()]
 
 
 @functools.cache
-def _movements_sql(dialect: Dialect, classes: int) -> str:
+def _movements_sql(dialect: Dialect, classes: int, *, paged: bool, limited: bool) -> str:
     """One index range per length class, as plain SQL: building the expression each time cost ten times the
-    query."""
+    query. The entries' times are joined to the page only, not to every movement before the limit."""
     marker = _marker(dialect)
     names = ", ".join(f'm."{column.name}"' for column in unit_movements.c)
     branch = (
-        f"SELECT {names}, e.accepted_at FROM unit_movements m JOIN log_entries e ON e.idx = m.entry "
+        f"SELECT {names} FROM unit_movements m "
         f'WHERE m.batch_id = {marker} AND m.span = {marker} AND m."first" BETWEEN {marker} AND {marker} '
         f'AND m."last" >= {marker}'
     )
-    return " UNION ALL ".join([branch] * classes) + ' ORDER BY "entry", "first"'
+    if paged:
+        branch += f' AND (m."entry" > {marker} OR (m."entry" = {marker} AND m."first" > {marker}))'
+    moved = " UNION ALL ".join([branch] * classes) + ' ORDER BY "entry", "first"'
+    if limited:
+        moved += f" LIMIT {marker}"
+    picked = ", ".join(f'u."{column.name}"' for column in unit_movements.c)
+    return (
+        f'SELECT {picked}, e.accepted_at FROM ({moved}) u JOIN log_entries e ON e.idx = u."entry" '
+        'ORDER BY u."entry", u."first"'
+    )
 
 
 def iter_movement_rows(conn: Connection, *, chunk: int = 2000) -> Iterator[dict[str, Any]]:

@@ -142,16 +142,26 @@ def project(request: Request, conn: ConnDep, project_id: str) -> Response:
 
 
 @router.get("/serials")
-def serial_lookup(request: Request, conn: ConnDep, serial: Annotated[str, Query(max_length=200)] = "") -> Response:
+def serial_lookup(
+    request: Request,
+    conn: ConnDep,
+    serial: Annotated[str, Query(max_length=200)] = "",
+    cursor: str | None = None,
+) -> Response:
     found = None
     status_code = 200
     detail = None
+    next_url = None
     if serial.strip():
         try:
-            found = serials.history(conn, serial.strip())
+            found = serials.history(conn, serial.strip(), cursor=cursor, limit=PAGE_SIZE)
         except RegistryError as exc:
             status_code, detail = exc.status, exc.detail
-    return render(request, "serial.html", status_code=status_code, serial=serial, found=found, detail=detail)
+    if found is not None and found.next_cursor is not None:
+        next_url = "/serials?" + urlencode({"serial": serial.strip(), "cursor": found.next_cursor})
+    return render(
+        request, "serial.html", status_code=status_code, serial=serial, found=found, detail=detail, next_url=next_url
+    )
 
 
 @router.get("/retirements")

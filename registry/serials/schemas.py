@@ -28,4 +28,7 @@ class SerialHistory(BaseModel):
     last: int
     batch: BatchOut
     blocks: list[BlockOut] = Field(description="the blocks that hold these serials now")
-    history: list[MovementOut] = Field(description="every lifecycle event of these serials, oldest first")
+    history: list[MovementOut] = Field(
+        description="one page of the lifecycle events of these serials, oldest first (by entry, then first serial)"
+    )
+    next_cursor: str | None = Field(description="pass as cursor for the next page of history; null after the last")

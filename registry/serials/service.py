@@ -11,6 +11,7 @@ from ledger.storage.tables import PROJECTIONS
 from registry.errors import BadRequest, NotFound
 from registry.public import repository
 from registry.public.schemas import BatchOut, BlockOut
+from registry.public.service import decode_key, encode_cursor
 from registry.serials.schemas import MovementOut, SerialHistory
 
 
@@ -31,9 +32,14 @@ def parse(text: str) -> SerialRange:
         ) from None
 
 
-def history(conn: Connection, text: str) -> SerialHistory:
-    """The history of the serials `text` names; NotFound when its batch or serial numbers do not exist."""
+def history(conn: Connection, text: str, *, cursor: str | None, limit: int) -> SerialHistory:
+    """One page of the history of the serials `text` names, after `cursor`, at most `limit` movements.
+
+    NotFound when its batch or serial numbers do not exist; BadRequest for a cursor this API did not hand
+    out. The cursor carries the last movement's entry and first serial, which order a batch's movements.
+    """
     serials = parse(text)
+    after = None if cursor is None else decode_key(cursor, [int, int])
     batch = repository.get(conn, "batches", [serials.batch_id])
     if batch is None:
         raise NotFound(f"no batch {serials.batch_id!r} has been issued; list batches at /v1/batches", "batch-not-found")
@@ -54,7 +60,13 @@ def history(conn: Connection, text: str) -> SerialHistory:
         .where(in_batch, blocks.c.first.between(serials.first if start is None else start, serials.last))
         .order_by(blocks.c.first)
     )
-    moves = store.movements_of_serials(conn, serials.batch_id, serials.first, serials.last)
+    moves = store.movements_of_serials(
+        conn, serials.batch_id, serials.first, serials.last, after=after, limit=limit + 1
+    )
+    next_cursor = None
+    if len(moves) > limit:
+        moves = moves[:limit]
+        next_cursor = encode_cursor([moves[-1]["entry"], moves[-1]["first"]])
     return SerialHistory(
         serial=text,
         first=serials.first,
@@ -62,6 +74,7 @@ def history(conn: Connection, text: str) -> SerialHistory:
         batch=BatchOut.model_validate(batch),
         blocks=[BlockOut.of(dict(row._mapping)) for row in current],
         history=[movement_out(row) for row in moves],
+        next_cursor=next_cursor,
     )
 
 

@@ -210,3 +210,26 @@ def test_entries_that_move_nothing_have_no_movements(told: Story) -> None:
     assert movements(receipt.index, "authority", receipt.outcome) == []
     with read_transaction(told.ledger.engine) as conn:
         assert not [r for r in store.iter_movement_rows(conn) if r["entry"] == receipt.index]
+
+
+def test_movements_of_serials_pages_by_entry_then_first_serial(told: Story) -> None:
+    # One transfer of several blocks: movements that share an entry, which a page may split.
+    world = told.world
+    held = [parse_block(text) for text in world.holdings("buyer")]
+    low, high = held[0], held[-1]
+    world.transfer_blocks("buyer", "owner", [str(SerialRange(low.batch_id, s, s)) for s in (low.first, high.last)])
+    told.sync()
+    (batch,) = told.ledger.state().records("batches")
+    with read_transaction(told.ledger.engine) as conn:
+        for first, last in [(1, batch.quantity), (low.first, high.last)]:
+            whole = store.movements_of_serials(conn, batch.id, first, last)
+            keys = [(row["entry"], row["first"]) for row in whole]
+            assert keys == sorted(set(keys))
+            assert len({entry for entry, _ in keys}) < len(keys)  # some entry moved several blocks here
+            for limit in (1, 2, 3, len(whole)):
+                for start in range(len(whole)):
+                    after = None if start == 0 else keys[start - 1]
+                    page = store.movements_of_serials(conn, batch.id, first, last, after=after, limit=limit)
+                    assert page == whole[start : start + limit], (first, last, after, limit)
+            assert store.movements_of_serials(conn, batch.id, first, last, after=keys[-1]) == []
+            assert store.movements_of_serials(conn, batch.id, first, last, after=(keys[0][0], -1)) == whole

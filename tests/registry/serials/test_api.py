@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from ledger.serials import SerialRange, parse_block
+from ledger.serials import SerialRange, parse_block, parse_serial
 from ledger.state import State
+from ledger.storage import store
+from ledger.storage.engine import read_transaction
 from registry.app import create_app
 from registry.settings import Settings
 from tests.conftest import Story
@@ -138,3 +142,136 @@ def test_openapi_declares_the_route_and_its_errors(client: TestClient) -> None:
     operation = client.get("/openapi.json").json()["paths"]["/v1/serials/{serial}"]["get"]
     assert {"200", "400", "404", "503"} <= set(operation["responses"])
     assert PROBLEM in operation["responses"]["404"]["content"]
+
+
+# --- paging -------------------------------------------------------------------------------------------------
+
+ROUNDS = 30  # a serial passed back and forth: 1 + 2 * ROUNDS movements, more than a default page
+
+
+@pytest.fixture
+def busy(told: Story) -> tuple[Story, str, str]:
+    """The story, then one serial sent between two holders `ROUNDS` times, and one transfer of three blocks.
+
+    Returns the story, that serial and the whole batch as a block.
+    """
+    (batch,) = told.ledger.state().records("batches")
+    serial = SerialRange(batch.id, 1000, 1000)
+    for _ in range(ROUNDS):
+        told.world.transfer_blocks("owner", "buyer", [str(serial)])
+        told.world.transfer_blocks("buyer", "owner", [str(serial)])
+    # One entry that moves three blocks of different lengths: its movements share an entry index.
+    three = [SerialRange(batch.id, 990, 990), SerialRange(batch.id, 1000, 1000), SerialRange(batch.id, 1010, 1013)]
+    told.world.transfer_blocks("owner", "buyer", [str(block) for block in three])
+    told.sync()
+    return told, f"CDCER-{batch.id}-001000", str(SerialRange(batch.id, 1, batch.quantity))
+
+
+def scanned_history(story: Story, text: str) -> list[tuple[int, str]]:
+    """What every stored movement says about `text`, found by scanning them all: (entry, block), in order."""
+    if text.count("-") == 5:
+        wanted = parse_block(text)
+    else:
+        batch_id, number = parse_serial(text)
+        wanted = SerialRange(batch_id, number, number)
+    with read_transaction(story.ledger.engine) as conn:
+        rows = [
+            row
+            for row in store.iter_movement_rows(conn)
+            if row["batch_id"] == wanted.batch_id and row["first"] <= wanted.last and row["last"] >= wanted.first
+        ]
+    return [(row["entry"], str(SerialRange(row["batch_id"], row["first"], row["last"]))) for row in rows]
+
+
+def walk(client: TestClient, serial: str, limit: int) -> list[dict[str, Any]]:
+    """Every page of `serial`'s history at `limit` a page, checking each page's size and cursor."""
+    pages = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": limit} | ({} if cursor is None else {"cursor": cursor})
+        response = client.get(f"/v1/serials/{serial}", params=params)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        pages.append(page)
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return pages
+        assert len(page["history"]) == limit
+        assert len(pages) < 1000, "the cursor does not advance"
+
+
+@pytest.mark.parametrize("limit", [1, 2, 7, 50, 500])
+def test_paging_walks_a_busy_serials_history_once_in_order(
+    busy: tuple[Story, str, str], client: TestClient, limit: int
+) -> None:
+    story, serial, whole = busy
+    for text in (serial, whole):
+        expected = scanned_history(story, text)
+        assert len(expected) > 2 * ROUNDS
+        pages = walk(client, text, limit)
+        walked = [(move["entry"], move["block"]) for page in pages for move in page["history"]]
+        assert walked == expected, text
+        assert len(pages) == max(1, -(-len(expected) // limit))
+        assert all(page["blocks"] == pages[0]["blocks"] and page["batch"] == pages[0]["batch"] for page in pages)
+    # The whole batch's history holds the entry that moved three blocks; small pages split it between them.
+    entries = [entry for entry, _ in scanned_history(story, whole)]
+    assert max(entries.count(entry) for entry in set(entries)) >= 3
+
+
+def test_the_first_page_is_the_default_size_and_says_where_the_next_starts(
+    busy: tuple[Story, str, str], client: TestClient
+) -> None:
+    story, serial, _ = busy
+    first = history(client, serial)
+    assert len(first["history"]) == 50
+    assert first["history"][0]["action"] == "issued"
+    rest = client.get(f"/v1/serials/{serial}", params={"cursor": first["next_cursor"], "limit": 500}).json()
+    assert rest["next_cursor"] is None
+    moves = first["history"] + rest["history"]
+    assert [(m["entry"], m["block"]) for m in moves] == scanned_history(story, serial)
+    assert moves[-1]["to_holder"] == "buyer"
+
+
+def _cursor(value: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "garbage!",
+        _cursor([1]),
+        _cursor([1, 2, 3]),
+        _cursor(["1", 2]),
+        _cursor([1, 2.0]),
+        _cursor([True, 2]),
+        _cursor({"entry": 1, "first": 2}),
+        _cursor([2**63, 1]),
+    ],
+)
+def test_a_cursor_the_api_did_not_hand_out_is_a_bad_request(client: TestClient, cursor: str) -> None:
+    response = client.get("/v1/serials/CDCER-P0001-2023-001-000001", params={"cursor": cursor})
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == PROBLEM
+    problem = response.json()
+    assert problem["type"].endswith("/invalid-cursor")
+    assert "next_cursor" in problem["detail"]
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "501", "many"])
+def test_a_limit_out_of_bounds_is_a_validation_problem(client: TestClient, limit: str) -> None:
+    response = client.get("/v1/serials/CDCER-P0001-2023-001-000001", params={"limit": limit})
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == PROBLEM
+    assert "limit" in response.text
+
+
+def test_openapi_declares_the_paging(client: TestClient) -> None:
+    operation = client.get("/openapi.json").json()["paths"]["/v1/serials/{serial}"]["get"]
+    parameters = {p["name"]: p for p in operation["parameters"]}
+    assert parameters["limit"]["schema"]["maximum"] == 500
+    assert parameters["limit"]["schema"]["default"] == 50
+    assert "cursor" in parameters
+    assert {"400", "422"} <= set(operation["responses"])
+    body = client.get("/openapi.json").json()["components"]["schemas"]["SerialHistory"]
+    assert "next_cursor" in body["properties"]
