@@ -97,6 +97,25 @@ def _public(registry: str, path: str) -> Any:
         client.close()
 
 
+SERIAL_PAGE = 500
+"""Movements asked for per page of a serial's history (the registry's most)."""
+
+
+def _serial_history(registry: str, path: str) -> dict[str, Any]:
+    """A serial's document with its whole history: the first page's, then every next page's movements."""
+    client = Client(registry)
+    try:
+        document: dict[str, Any] = client.get(f"{path}?limit={SERIAL_PAGE}")
+        cursor = document.pop("next_cursor", None)
+        while cursor:
+            page = client.get(f"{path}?limit={SERIAL_PAGE}&cursor={quote(cursor)}")
+            document["history"].extend(page["history"])
+            cursor = page.get("next_cursor")
+    finally:
+        client.close()
+    return document
+
+
 @app.command("serial")
 def serial(
     serial: Annotated[str, typer.Argument(help="A serial or serial block, e.g. CDCER-P0001-2023-B0001-000001.")],
@@ -104,7 +123,7 @@ def serial(
     as_json: JsonOpt = False,
 ) -> None:
     """A serial's batch, where its units are now, and every lifecycle event."""
-    document = _public(registry, f"/v1/serials/{quote(serial, safe='')}")
+    document = _serial_history(registry, f"/v1/serials/{quote(serial, safe='')}")
     if as_json:
         show_json(document)
         return

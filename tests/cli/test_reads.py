@@ -8,9 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from typer.testing import Result
 
+from cli import reads
 from ledger.serials import parse_block
 from tests.cli.test_writes import Served, StoryIds, run_story, serve_registry
 from tests.conftest import Databases
@@ -102,3 +104,29 @@ def test_an_unknown_project_is_one_line(served: Served) -> None:
 def test_holdings_need_a_key_file(served: Served, story: StoryIds, tmp_path: Path) -> None:
     result = served.cdcer(None, "holdings", "forum-org", "--key", str(tmp_path / "absent.key"))
     _one_line_error(result, 2, "not found")
+
+
+# --- a serial's history, page after page -----------------------------------------------------------------
+
+
+def test_a_serials_history_is_followed_across_pages(
+    served: Served, story: StoryIds, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = f"CDCER-{story.batch}-000001-001150"
+    pages = []
+    params: dict[str, Any] = {"limit": 1}
+    while True:
+        page = httpx.get(f"{served.url}/v1/serials/{whole}", params=params).json()
+        pages.append(page["history"])
+        if page["next_cursor"] is None:
+            break
+        params = {"limit": 1, "cursor": page["next_cursor"]}
+    assert len(pages) >= 4  # the registry pages this history one movement a page
+    monkeypatch.setattr(reads, "SERIAL_PAGE", 1)
+    found = _json(served.cdcer(None, "serial", whole, "--json"))
+    assert found["history"] == [move for page in pages for move in page]
+    assert [m["action"] for m in found["history"]][:4] == ["issued", "transferred", "retired", "claimed"]
+    assert "next_cursor" not in found
+    table = served.cdcer(None, "serial", whole)
+    assert table.exit_code == 0, table.stderr + table.stdout
+    assert "claimed" in table.stdout
