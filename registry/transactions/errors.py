@@ -9,7 +9,8 @@ violation's message. The status says what kind of refusal it is:
 - 409, the transaction conflicts with the ledger's current state (it was already done, or the units,
   states or nonces it relies on are not as it expects): the `CONFLICT` codes.
 - 422, the transaction can never be accepted as signed: every other code (``wrong_origin``,
-  ``stale_transaction``, ``invalid_key``, ``invalid_block``, ``verified_exceeds_claimed``, ...).
+  ``stale_transaction``, ``invalid_key``, ``invalid_block``, ``verified_exceeds_claimed``,
+  ``empty_footprint``, ``event_mismatch``, ``invalid_verifier``, ...).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ FORBIDDEN = frozenset(
         "actor_suspended",
         "bad_signature",
         "conflict_of_interest",
+        "not_engaged",
     }
 )
 NOT_FOUND = frozenset({"not_found"})
@@ -46,6 +48,7 @@ CONFLICT = frozenset(
         "no_final_footprint",
         "claim_window_closed",
         "too_early",
+        "period_not_ended",
         "last_authority",
         "time_regression",
         "out_of_order",

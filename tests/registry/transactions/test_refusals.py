@@ -38,6 +38,7 @@ from ledger.transactions import (
     FreezeTarget,
     Issue,
     KeyRotate,
+    ReportReject,
     ReportSubmit,
     ReportVerify,
     Retire,
@@ -82,6 +83,7 @@ def build_registry(engine: Engine) -> None:
     world.transfer("owner", "spare", 50)
     world.freeze(FreezeTarget.ACCOUNT, "spare")
     world.register("veteran", [Role.ACCOUNT_HOLDER])
+    world.register("verifier2", [Role.VERIFIER])
     world.submit(
         "authority",
         KeyRotate(
@@ -277,6 +279,60 @@ def retire_after_the_claim_window(c: Clients) -> bytes:
     return wire(c.sign("organiser", retire))
 
 
+def retire_for_another_organisers_event(c: Clients) -> bytes:
+    retire = Retire(
+        selection=Selection(quantity=1),
+        beneficiary="Marathon",
+        purpose=RetirementPurpose.EVENT,
+        event_id=c.event("Marathon"),
+        reason="a stranger's retirement attached to someone else's event",
+    )
+    return wire(c.sign("buyer", retire))
+
+
+def final_footprint_of_zero(c: Clients) -> bytes:
+    zero = EventFootprint(event_id=c.event("Marathon"), stage=FootprintStage.FINAL, sources={FootprintSource.WASTE: 0})
+    return wire(c.sign("organiser", zero))
+
+
+def claim_naming_another_events_registration(c: Clients) -> bytes:
+    other = c.state.events[c.event("Spring Expo")]
+    return wire(c.sign("organiser", ClaimIssue(event_id=c.event("Marathon"), event_entry=other.registered_at)))
+
+
+def verify_by_a_verifier_not_engaged(c: Clients) -> bytes:
+    report = c.state.reports[report_in(c.state, "submitted")]
+    verify = ReportVerify(report_id=report.id, verified=1, opinion_sha256=SHA, statement="not engaged")
+    return wire(c.sign("verifier2", verify))
+
+
+def reject_by_a_verifier_not_engaged(c: Clients) -> bytes:
+    report = c.state.reports[report_in(c.state, "verified")]
+    return wire(c.sign("verifier2", ReportReject(report_id=report.id, reason="a rival's verification")))
+
+
+def report_engaging_its_own_owner(c: Clients) -> bytes:
+    report = ReportSubmit(
+        project_id=project_in(c.state, "registered"),
+        period_start=date(2025, 7, 1),
+        period_end=date(2025, 12, 31),
+        claimed=100,
+        verifier="owner",
+    )
+    return wire(c.sign("owner", report))
+
+
+def monitoring_period_in_the_future(c: Clients) -> bytes:
+    report = ReportSubmit(
+        project_id=project_in(c.state, "registered"),
+        period_start=date(2030, 1, 1),
+        period_end=date(2030, 12, 31),
+        claimed=100,
+        verifier="verifier",
+    )
+    return wire(c.sign("owner", report))
+
+
 def body_over_the_size_limit(c: Clients) -> bytes:
     body = wire(c.sign("owner", transfer()))
     return body + b" " * (MAX_BODY_BYTES + 1 - len(body))  # still valid JSON: only the size is wrong
@@ -356,6 +412,13 @@ CASES = [
     Case(issue_an_unverified_report, 409, "invalid_state", r"report MR\d+ is submitted; only a verified report"),
     Case(claim_without_coverage, 409, "insufficient_coverage", r"9000 kgCO2e, which needs 9 retired units; 2 are"),
     Case(retire_after_the_claim_window, 409, "claim_window_closed", r"event E\d+ ended .*possible until"),
+    Case(retire_for_another_organisers_event, 403, "forbidden", r"only its organiser retires units for it"),
+    Case(final_footprint_of_zero, 422, "empty_footprint", r"a final footprint of 0 kgCO2e leaves nothing"),
+    Case(claim_naming_another_events_registration, 422, "event_mismatch", r"registered at log entry \d+, not at"),
+    Case(verify_by_a_verifier_not_engaged, 403, "not_engaged", r"engaged verifier to verify it; verifier2 may not"),
+    Case(reject_by_a_verifier_not_engaged, 403, "not_engaged", r"verifier2 may not reject it"),
+    Case(report_engaging_its_own_owner, 403, "conflict_of_interest", r"owner owns project P\d+ and may not verify"),
+    Case(monitoring_period_in_the_future, 409, "period_not_ended", r"2030-01-01\.\.2030-12-31 has not ended"),
     Case(body_over_the_size_limit, 413, "content-too-large", rf"over the limit of {MAX_BODY_BYTES} bytes"),
     Case(transaction_over_its_size_limit, 422, "invalid-transaction", rf"over the limit of {MAX_TRANSACTION_BYTES}"),
     Case(malformed_json, 400, "malformed-json", r"not valid JSON"),
