@@ -33,7 +33,7 @@ from ledger.storage import store
 from ledger.storage.engine import make_engine, read_transaction
 from ledger.storage.schema import require_current, upgrade
 from registry.errors import PROBLEM_MEDIA_TYPE, PROBLEM_TYPE_BASE
-from registry.settings import Settings, ledger_from_settings
+from registry.settings import Settings, ledger_from_settings, public_base_url
 
 DEFAULT_DATABASE = "sqlite:///data/registry.db"
 LOG_KEY_PASSPHRASE = "CDCER_LOG_KEY_PASSPHRASE"
@@ -278,6 +278,28 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
+_WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
+
+
+def _public_url(given: str | None, host: str, port: int) -> str:
+    """The registry's public base URL: `given`, else the served address; ends the command if neither is one.
+
+    A wildcard host (every interface) names no address anyone can open, so it needs ``--public-url``.
+    """
+    if given is None:
+        if host in _WILDCARD_HOSTS:
+            fail(
+                f"--host {host!r} serves every interface: say where the public reaches the registry with "
+                "--public-url (or CDCER_PUBLIC_BASE_URL), e.g. --public-url https://registry.example.cn",
+                EXIT_USAGE,
+            )
+        given = f"http://[{host}]:{port}" if ":" in host and not host.startswith("[") else f"http://{host}:{port}"
+    try:
+        return public_base_url(given)
+    except ValueError as exc:
+        fail(f"--public-url: {exc}", EXIT_USAGE)
+
+
 def serve(
     database: Annotated[str, typer.Option("--database", "-d", envvar="CDCER_DATABASE_URL")] = DEFAULT_DATABASE,
     log_key_file: Annotated[
@@ -314,10 +336,19 @@ def serve(
             help="Append in a child process of each server process (on another core), or in a thread of it.",
         ),
     ] = True,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CDCER_PUBLIC_BASE_URL",
+            help="Where the public reaches the registry (e.g. https://registry.example.cn): the start of every "
+            "absolute URL it emits (QR codes, PDFs). Default: the served address, on a loopback host only.",
+        ),
+    ] = None,
 ) -> None:
     """Run the registry: its HTTP API and its public pages."""
     import uvicorn
 
+    public_url = _public_url(public_url, host, port)
     if log_key_file is None and Path("data/registry-log.key").exists():
         log_key_file = Path("data/registry-log.key")
     os.environ["CDCER_DATABASE_URL"] = database
@@ -334,8 +365,9 @@ def serve(
         fail(str(exc), EXIT_OPERATIONAL)
     except LedgerError as exc:
         fail(str(exc), EXIT_USAGE)
-    err.print(f"serving {database} on http://{host}:{port} (public pages: http://{host}:{port}/, API docs: /docs)")
+    err.print(f"serving {database} on http://{host}:{port} (public pages: {public_url}/, API docs: /docs)")
     os.environ["CDCER_REQUEST_TIMEOUT"] = str(request_timeout)  # read by GuardedHttpProtocol in every worker
+    os.environ["CDCER_PUBLIC_BASE_URL"] = public_url
     os.environ["CDCER_APPEND_PROCESS"] = "1" if append_process else "0"
     try:
         # registry.access_log writes one JSON line per request; uvicorn's own access log would repeat it.

@@ -16,6 +16,7 @@ from ledger.storage.engine import make_engine
 from registry import access_log, health, metrics
 from registry.accounts import api as accounts_api
 from registry.certificates import api as certificates_api
+from registry.certificates.cache import LruCache
 from registry.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
 from registry.exports import api as exports_api
 from registry.log import api as log_api
@@ -112,6 +113,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None, ledger: Ledg
     app.state.engine = engine
     app.state.ledger = ledger
     app.state.sequencer = None  # started by the lifespan
+    app.state.certificates = LruCache()  # built certificates, by checkpoint (`registry.certificates.cache`)
+    app.state.verifications = LruCache()  # the claim page's verdicts on them
     app.extra_schemas = request_body_schemas()
     install_error_handlers(app)
     app.state.metrics = metrics.Metrics(engine)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import Engine
 
@@ -14,6 +16,31 @@ from ledger.ledger import Ledger
 from ledger.note import NoteSigner
 from ledger.storage import store
 from ledger.storage.engine import read_transaction
+
+DEVELOPMENT_BASE_URL = "http://127.0.0.1:8000"
+
+
+def public_base_url(text: str) -> str:
+    """`text` as a public base URL: absolute http(s), a host, no query, fragment or credentials; no final '/'.
+
+    Raises ValueError saying what is wrong (pydantic reports it against ``CDCER_PUBLIC_BASE_URL``).
+    """
+    try:
+        parts = urlsplit(text)
+        port = parts.port  # raises ValueError for a port that is not a number below 65536
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not a URL: {exc}") from None
+    if port == 0:
+        raise ValueError(f"{text!r} names port 0, which nobody can reach")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{text!r} is not an absolute http:// or https:// URL with a host")
+    if parts.query or parts.fragment or "?" in text or "#" in text:
+        raise ValueError(f"{text!r} has a query or a fragment; give the base URL alone")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"{text!r} carries credentials; a public URL must not")
+    if any(c.isspace() or not c.isprintable() for c in text):
+        raise ValueError(f"{text!r} holds whitespace or control characters")
+    return text.rstrip("/")
 
 
 class Settings(BaseSettings):
@@ -41,6 +68,15 @@ class Settings(BaseSettings):
     # Appends in a child process of their own (`registry.transactions.sequencer.ProcessSequencer`), on
     # another core than HTTP and the admission; False: a thread of the server process. `cdcer serve` sets it.
     append_process: bool = False
+    # Where the public reaches the registry, e.g. https://registry.example.cn: every absolute URL the registry
+    # emits (the claim page's QR code, its PDF, the commands the pages show) starts with it, never with the
+    # request's Host header, which any client sets. The default is `cdcer serve`'s own address.
+    public_base_url: str = DEVELOPMENT_BASE_URL
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str) -> str:
+        return public_base_url(value)
 
 
 LOG_KEY_PASSPHRASE_ENV = "CDCER_LOG_KEY_PASSPHRASE"

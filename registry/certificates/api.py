@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, cast
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from ledger.certificate import Certificate, ClaimCertificate, RetirementCertificate
@@ -13,6 +13,14 @@ from registry.deps import ConnDep
 from registry.errors import problem_responses
 
 router = APIRouter(prefix="/v1", tags=["certificates"])
+
+
+async def get_certificate_cache(request: Request) -> service.CertificateCache:
+    """The app's built certificates (`registry.certificates.cache`)."""
+    return cast(service.CertificateCache, request.app.state.certificates)
+
+
+CertificatesDep = Annotated[service.CertificateCache, Depends(get_certificate_cache)]
 
 _ABOUT = (
     "A JSON proof bundle (format `cdcer-certificate/1`): the log entries it rests on with their inclusion "
@@ -40,8 +48,8 @@ def _download(certificate: Certificate) -> Response:
     description=_ABOUT,
     responses=_responses(RetirementCertificate),
 )
-def get_retirement_certificate(conn: ConnDep, retirement_id: str) -> Response:
-    return _download(service.certificate(conn, kind="retirement", record_id=retirement_id))
+def get_retirement_certificate(conn: ConnDep, cache: CertificatesDep, retirement_id: str) -> Response:
+    return _download(service.certificate(conn, kind="retirement", record_id=retirement_id, cache=cache))
 
 
 @router.get(
@@ -51,5 +59,5 @@ def get_retirement_certificate(conn: ConnDep, retirement_id: str) -> Response:
     description=_ABOUT,
     responses=_responses(ClaimCertificate),
 )
-def get_claim_certificate(conn: ConnDep, claim_id: str) -> Response:
-    return _download(service.certificate(conn, kind="claim", record_id=claim_id))
+def get_claim_certificate(conn: ConnDep, cache: CertificatesDep, claim_id: str) -> Response:
+    return _download(service.certificate(conn, kind="claim", record_id=claim_id, cache=cache))

@@ -8,21 +8,24 @@ a bad cursor) is an HTML page with the same status and the same message the API 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
-from urllib.parse import urlencode
+from typing import Annotated, Any, cast
+from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import func
 
-from registry.deps import ConnDep
+from registry.certificates.api import CertificatesDep
+from registry.certificates.service import CertificateCache
+from registry.deps import ConnDep, SettingsDep
 from registry.errors import RegistryError
 from registry.log import service as log_service
 from registry.pages import chart, i18n, pdf, qr, service
 from registry.public import repository
 from registry.public import service as public
 from registry.serials import service as serials
+from registry.settings import Settings
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -194,12 +197,28 @@ def claims(request: Request, conn: ConnDep, cursor: str | None = None) -> Respon
     return listing(request, conn, "claims", cursor)
 
 
-def _claim_context(request: Request, conn: ConnDep, claim_id: str) -> dict[str, Any]:
+async def get_verifications(request: Request) -> service.VerificationCache:
+    return cast(service.VerificationCache, request.app.state.verifications)
+
+
+VerificationsDep = Annotated[service.VerificationCache, Depends(get_verifications)]
+
+
+def _claim_context(
+    conn: ConnDep,
+    claim_id: str,
+    *,
+    settings: Settings,
+    certificates: CertificateCache,
+    verifications: service.VerificationCache,
+) -> dict[str, Any]:
     row = public.one(conn, "claims", [claim_id], what="claim", listing="/claims")
     event_row = repository.get(conn, "events", [row["event_id"]])
     organiser = repository.get(conn, "participants", [row["organiser"]])
-    verification = service.verify_claim(conn, claim_id)
-    url = str(request.url_for("claim", claim_id=claim_id))
+    verification = service.verify_claim(conn, claim_id, certificates_cache=certificates, verifications=verifications)
+    # The configured address, never the request's Host header: a QR code or a PDF travels, and must not
+    # send whoever scans it to wherever the request that rendered it claimed to be addressed.
+    url = f"{settings.public_base_url}/claims/{quote(claim_id, safe='')}"
     entries: list[tuple[int, str]] = []
     if verification.certificate is not None:
         entries = [(entry.index, entry.role) for entry in verification.certificate.entries]
@@ -209,24 +228,43 @@ def _claim_context(request: Request, conn: ConnDep, claim_id: str) -> dict[str, 
         "organiser": organiser,
         "verification": verification,
         "entries": entries,
+        "base_url": settings.public_base_url,
         "url": url,
         "qr": qr.data_uri(url),
     }
 
 
 @router.get("/claims/{claim_id}", name="claim")
-def claim(request: Request, conn: ConnDep, claim_id: str) -> Response:
+def claim(
+    request: Request,
+    conn: ConnDep,
+    settings: SettingsDep,
+    certificates: CertificatesDep,
+    verifications: VerificationsDep,
+    claim_id: str,
+) -> Response:
     try:
-        context = _claim_context(request, conn, claim_id)
+        context = _claim_context(
+            conn, claim_id, settings=settings, certificates=certificates, verifications=verifications
+        )
     except RegistryError as exc:
         return error_page(request, exc)
     return render(request, "claim.html", **context)
 
 
 @router.get("/claims/{claim_id}/certificate.pdf")
-def claim_pdf(request: Request, conn: ConnDep, claim_id: str) -> Response:
+def claim_pdf(
+    request: Request,
+    conn: ConnDep,
+    settings: SettingsDep,
+    certificates: CertificatesDep,
+    verifications: VerificationsDep,
+    claim_id: str,
+) -> Response:
     try:
-        context = _claim_context(request, conn, claim_id)
+        context = _claim_context(
+            conn, claim_id, settings=settings, certificates=certificates, verifications=verifications
+        )
     except RegistryError as exc:
         return error_page(request, exc)
     t = i18n.Translator(i18n.choose(request))
@@ -278,13 +316,13 @@ def _verification_text(t: i18n.Translator, verification: service.Verification) -
 
 
 @router.get("/log")
-def log(request: Request, conn: ConnDep) -> Response:
+def log(request: Request, conn: ConnDep, settings: SettingsDep) -> Response:
     return render(
         request,
         "log.html",
         checkpoint=service.latest_checkpoint(conn),
         size=log_service.log_size(conn),
-        base_url=str(request.base_url).rstrip("/"),
+        base_url=settings.public_base_url,
     )
 
 

@@ -4,7 +4,8 @@ The claim page's verification is the offline check any holder of the certificate
 (`ledger.certificate.verify_certificate`), run by the registry on a certificate built from its database
 as it is now, against its latest signed checkpoint and the verifier key its genesis recorded. A damaged
 entry, a missing proof node or a checkpoint that does not verify makes it say "not verified", with the
-reason, instead of failing the page.
+reason, instead of failing the page. Like the certificate it checks, the verdict is kept until the next
+checkpoint or cosignature (`registry.certificates.cache`); the page says when it was reached.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, func, select
 
-from ledger.certificate import Certificate, VerifiedCertificate, build_certificate, verify_certificate
+from ledger.certificate import Certificate, VerifiedCertificate, verify_certificate
 from ledger.checkpoint import open_checkpoint
 from ledger.errors import LedgerError
 from ledger.note import NoteSignature, NoteVerifier
 from ledger.storage import store
+from registry.certificates import service as certificates
+from registry.certificates.cache import LruCache
 from registry.errors import NotFound
 from registry.log import service as log_service
 from registry.pages import chart
@@ -50,20 +53,40 @@ class Verification:
     reason: str | None
 
 
-def verify_claim(conn: Connection, claim_id: str) -> Verification:
-    """Build claim `claim_id`'s certificate from the database and verify it with the registry's key."""
+VerificationCache = LruCache[tuple[str, int, int, str], "Verification"]
+"""Verdicts by (claim id, checkpoint size, cosignatures, verifier key)."""
+
+
+def verify_claim(
+    conn: Connection,
+    claim_id: str,
+    *,
+    certificates_cache: certificates.CertificateCache,
+    verifications: VerificationCache,
+) -> Verification:
+    """Claim `claim_id`'s certificate as of the latest checkpoint, verified with the registry's key."""
     now = datetime.now(UTC)
-    certificate: Certificate | None = None
     try:
         vkey = store.get_meta(conn, "vkey")
         if vkey is None:
             return Verification(now, None, None, "the registry has no verifier key (it has not been founded)")
-        certificate = build_certificate(conn, "claim", claim_id)
-        if certificate is None:
-            return Verification(now, None, None, f"no claim {claim_id!r}")
-        return Verification(now, certificate, verify_certificate(certificate.to_bytes(), vkey), None)
-    except LedgerError as exc:
-        return Verification(now, certificate, None, str(exc))
+
+        def check() -> Verification | None:
+            found = certificates.find(conn, kind="claim", record_id=claim_id, cache=certificates_cache)
+            if found is None:
+                return None
+            try:
+                return Verification(datetime.now(UTC), found, verify_certificate(found.to_bytes(), vkey), None)
+            except LedgerError as exc:
+                return Verification(datetime.now(UTC), found, None, str(exc))
+
+        key = certificates.checkpoint_key(conn)
+        verification = check() if key is None else verifications.get_or_build((claim_id, *key, vkey), check)
+    except LedgerError as exc:  # the certificate could not be built (a damaged log)
+        return Verification(now, None, None, str(exc))
+    if verification is None:
+        return Verification(now, None, None, f"no claim {claim_id!r}")
+    return verification
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+import functools
+import json
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
-from ledger.certificate import ClaimStatement, RetirementStatement, build_certificate, verify_certificate
+from ledger.certificate import (
+    Certificate,
+    CertificateKind,
+    ClaimStatement,
+    RetirementStatement,
+    VerifiedCertificate,
+    build_certificate,
+    verify_certificate,
+)
+from ledger.checkpoint import CosignatureSigner
 from ledger.errors import CertificateError
-from ledger.note import NoteSigner
+from ledger.note import NoteSigner, parse_note
 from ledger.storage.engine import read_transaction
+from ledger.transactions import WitnessRegister
 from registry.app import create_app
+from registry.certificates import service as certificates_service
+from registry.certificates.cache import CacheInfo, LruCache
+from registry.pages import service as pages_service
 from registry.settings import Settings
 from tests.conftest import Story, log_signer
 from tests.ledger.scenario import ORIGIN, seeded_key
@@ -137,3 +154,130 @@ def test_a_damaged_log_is_a_500_problem_not_a_traceback(client: TestClient, told
     problem = response.json()
     assert problem["type"].endswith("/integrity-failure")
     assert "cdcer audit verify" in problem["detail"]
+
+
+# --- built once per checkpoint ------------------------------------------------------------------------------
+
+
+@dataclass
+class Calls:
+    """Calls of the real certificate builder and verifier the registry makes, counted on their way through."""
+
+    built: list[tuple[str, str]] = field(default_factory=list)
+    verified: int = 0
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
+    counted = Calls()
+
+    def build(conn: Connection, kind: CertificateKind, record_id: str) -> Certificate | None:
+        counted.built.append((kind, record_id))
+        return build_certificate(conn, kind, record_id)
+
+    def verify(data: bytes, vkey: str) -> VerifiedCertificate:
+        counted.verified += 1
+        return verify_certificate(data, vkey)
+
+    # Wherever the registry looks the builder and the verifier up (raising=False: not every module does).
+    for module in (certificates_service, pages_service):
+        monkeypatch.setattr(module, "build_certificate", build, raising=False)
+        monkeypatch.setattr(module, "verify_certificate", verify, raising=False)
+    return counted
+
+
+def test_a_certificate_is_built_once_per_checkpoint(told: Story, client: TestClient, calls: Calls) -> None:
+    vkey = published_vkey(client)
+    first = client.get("/v1/claims/CN0001/certificate")
+    second = client.get("/v1/claims/CN0001/certificate")
+    assert first.status_code == second.status_code == 200
+    assert second.content == first.content
+    assert calls.built == [("claim", "CN0001")]
+    before = verify_certificate(second.content, vkey)  # what the cache hands out still verifies
+    assert before.checkpoint_size == told.ledger.size()
+
+    # The claim page and its PDF verify the same certificate: no build, and one verification for both.
+    for path in ("/claims/CN0001", "/claims/CN0001", "/claims/CN0001/certificate.pdf"):
+        assert client.get(path, params={"lang": "en"}).status_code == 200
+    assert calls.built == [("claim", "CN0001")]
+    assert calls.verified == 1
+    client.get("/v1/retirements/RT000001/certificate")
+    assert calls.built == [("claim", "CN0001"), ("retirement", "RT000001")]
+    # An unknown id is not kept: there are endless unknown ids, and each costs one lookup.
+    for _ in range(2):
+        assert client.get("/v1/claims/CN9999/certificate").status_code == 404
+    assert calls.built[2:] == [("claim", "CN9999")] * 2
+    del calls.built[2:]
+
+    # A new append signs a new checkpoint: the next certificate is built on it, and verifies.
+    told.world.transfer("owner", "buyer", 20)
+    told.sync()
+    after = client.get("/v1/claims/CN0001/certificate")
+    assert calls.built[-1] == ("claim", "CN0001")
+    assert len(calls.built) == 3
+    verified = verify_certificate(after.content, vkey)
+    assert verified.checkpoint_size == told.ledger.size() > before.checkpoint_size
+    page = client.get("/claims/CN0001", params={"lang": "en"}).text
+    assert f'<dd id="checkpoint-size">{told.ledger.size()}</dd>' in page
+    assert calls.verified == 2
+    assert client.get("/v1/claims/CN0001/certificate").content == after.content
+    assert len(calls.built) == 3
+
+
+def test_a_new_cosignature_is_a_new_certificate(told: Story, client: TestClient, calls: Calls) -> None:
+    witness = CosignatureSigner("witness.test/sichuan-university", seeded_key("witness").seed)
+    told.submit("authority", WitnessRegister(vkey=witness.verifier_key()))
+    plain = client.get("/v1/claims/CN0001/certificate").content
+    assert client.get("/v1/claims/CN0001/certificate").content == plain
+    assert len(calls.built) == 1
+    note = parse_note(client.get("/v1/log/checkpoint").content)
+    line = witness.cosign(note.text, int(told.world.clock.timestamp())).line()
+    size = int(note.text.splitlines()[1])
+    assert client.post("/v1/log/cosignatures", json={"size": size, "cosignature": line}).status_code == 201
+    cosigned = client.get("/v1/claims/CN0001/certificate").content
+    assert len(calls.built) == 2
+    assert line in json.loads(cosigned)["checkpoint"]
+    assert verify_certificate(cosigned, published_vkey(client)).checkpoint_size == size
+
+
+def test_the_cache_keeps_the_most_recently_used() -> None:
+    cache: LruCache[str, int] = LruCache(maxsize=2)
+    built: list[str] = []
+
+    def value(key: str) -> int:
+        built.append(key)
+        return len(built)
+
+    assert [cache.get_or_build(key, functools.partial(value, key)) for key in "abab"] == [1, 2, 1, 2]
+    assert cache.get_or_build("c", lambda: value("c")) == 3  # drops the least recently used: a
+    assert cache.get_or_build("b", lambda: value("b")) == 2
+    assert cache.get_or_build("a", lambda: value("a")) == 4
+    assert built == ["a", "b", "c", "a"]
+    assert cache.info() == CacheInfo(hits=3, misses=4, size=2, maxsize=2)
+    assert cache.get_or_build("none", lambda: None) is None
+    assert cache.info().size == 2
+    with pytest.raises(ValueError, match="at least one"):
+        LruCache(maxsize=0)
+
+
+def test_the_cache_is_safe_to_share_between_threads() -> None:
+    cache: LruCache[int, int] = LruCache(maxsize=8)
+    errors: list[BaseException] = []
+
+    def hammer(seed: int) -> None:
+        try:
+            for i in range(2000):
+                key = (seed * 7 + i) % 13
+                assert cache.get_or_build(key, functools.partial(pow, key, 2)) == key * key
+        except BaseException as exc:  # reported below: a thread's assertion would otherwise vanish
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hammer, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    info = cache.info()
+    assert info.size == 8
+    assert info.hits + info.misses == 8 * 2000

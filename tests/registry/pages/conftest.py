@@ -20,6 +20,9 @@ from registry.settings import Settings
 from tests.conftest import AUTHORITY, AUTHORITY_NAME, Databases, log_signer
 from tests.ledger.scenario import ORIGIN, seeded_key
 
+PUBLIC_URL = "https://registry.test"
+"""The public base URL the demo app is configured with (the test client's own host is ``testserver``)."""
+
 
 @dataclass(frozen=True)
 class Demo:
@@ -50,7 +53,7 @@ def open_demo(url: str) -> Iterator[Demo]:
     engine = make_engine(url)
     ledger = Ledger(engine, log_signer())
     try:
-        with TestClient(create_app(Settings(origin=ORIGIN), ledger=ledger)) as client:
+        with TestClient(create_app(Settings(origin=ORIGIN, public_base_url=PUBLIC_URL), ledger=ledger)) as client:
             yield Demo(url, ledger, client)
     finally:
         engine.dispose()

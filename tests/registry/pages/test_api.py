@@ -9,24 +9,36 @@ import html
 import io
 import re
 from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import unquote
 
 import html5lib
+import httpx
 import pytest
+import zxingcpp
+from PIL import Image, ImageDraw
+from pydantic import ValidationError
 from pypdf import PdfReader
 from sqlalchemy import text
+from typer.testing import CliRunner
 
+from cli.main import app as cli_app
 from ledger.checkpoint import CosignatureSigner
+from ledger.keys import write_key_file
 from ledger.ledger import Receipt
 from ledger.note import parse_note
 from ledger.storage import store
 from ledger.storage.engine import read_transaction
 from ledger.transactions import TransactionSigner, WitnessRegister
-from registry.pages import chart
+from registry.pages import api as pages_api
+from registry.pages import chart, qr
 from registry.pages.i18n import TEXTS
-from tests.conftest import AUTHORITY
+from registry.settings import Settings
+from tests.conftest import AUTHORITY, Databases
 from tests.ledger.scenario import ORIGIN, seeded_key
 from tests.ledger.test_audit import drop_triggers
-from tests.registry.pages.conftest import Demo
+from tests.registry.live import serve
+from tests.registry.pages.conftest import PUBLIC_URL, Demo, demo_url
 
 PAGES = (
     "/",
@@ -201,7 +213,7 @@ def test_the_claim_pdf_carries_the_facts(demo: Demo) -> None:
         words = " ".join(page.extract_text() for page in reader.pages)
         assert "CN0001" in words
         assert f"{claim['footprint_kg']:,} kgCO2e" in words
-        assert "http://testserver/claims/CN0001" in words
+        assert f"{PUBLIC_URL}/claims/CN0001" in words
         for block in claim["blocks"]:
             assert block in words
 
@@ -251,4 +263,158 @@ def test_the_log_page_shows_the_checkpoint_and_its_witnesses(private_demo: Demo)
     assert "No witness has cosigned" not in page
     vkey = client.get("/v1/log/vkey").text.strip()
     assert f'<dd class="mono" id="vkey">{vkey}</dd>' in page
-    assert 'cdcer audit verify --url http://testserver --vkey "$CDCER_VKEY"' in page
+    assert f'cdcer audit verify --url {PUBLIC_URL} --vkey "$CDCER_VKEY"' in page
+
+
+# --- paging a serial's history -------------------------------------------------------------------------
+
+
+def test_the_serial_page_pages_its_history(demo: Demo, monkeypatch: pytest.MonkeyPatch) -> None:
+    serial = "CDCER-P0001-2023-001-000001"
+    history = demo.client.get(f"/v1/serials/{serial}", params={"limit": 500}).json()["history"]
+    assert len(history) >= 2
+    monkeypatch.setattr(pages_api, "PAGE_SIZE", 1)
+    shown: list[str] = []
+    url: str | None = f"/serials?serial={serial}&lang=en"
+    while url is not None:
+        page = demo.client.get(url)
+        assert page.status_code == 200
+        strict_parse(page.text)
+        shown += re.findall(r'<td class="num">#(\d+)</td>', page.text)
+        link = re.search(r'<a href="([^"]+)" rel="next">', page.text)
+        url = None if link is None else html.unescape(link.group(1))
+        assert url is None or url.startswith(f"/serials?serial={serial}&cursor=")
+        assert len(shown) <= len(history), "the next link does not advance"
+    assert shown == [str(move["entry"]) for move in history]
+
+
+def test_a_bad_cursor_on_the_serial_page_says_why(demo: Demo) -> None:
+    page = demo.client.get("/serials", params={"serial": "CDCER-P0001-2023-001-000001", "cursor": "x", "lang": "en"})
+    assert page.status_code == 400
+    assert "is not a cursor of this list" in html.unescape(page.text)
+
+
+# --- the public base URL, never the Host header --------------------------------------------------------
+
+
+def svg_qr_texts(data_uri: str) -> list[str]:
+    """Decode the QR code of a segno SVG data URI (one stroked path of horizontal runs) with zxing-cpp."""
+    svg = unquote(data_uri.removeprefix("data:image/svg+xml;charset=utf-8,"))
+    size = re.search(r"d='M0 0h(\d+)v", svg)
+    path = re.search(r"class='qrline'[^>]*\bd='([^']+)'", svg)
+    assert size is not None, svg[:300]
+    assert path is not None, svg[:300]
+    scale = 8
+    image = Image.new("L", (int(size.group(1)) * scale,) * 2, 255)
+    draw = ImageDraw.Draw(image)
+    x = y = 0.0
+    for command, first, second in re.findall(r"([Mmh])(-?[\d.]+)(?: (-?[\d.]+))?", path.group(1)):
+        if command == "M":
+            x, y = float(first), float(second)
+        elif command == "m":
+            x, y = x + float(first), y + float(second)
+        else:  # a run of dark modules, stroked one module high around y
+            run = float(first)
+            draw.rectangle([x * scale, (y - 0.5) * scale, (x + run) * scale - 1, (y + 0.5) * scale - 1], fill=0)
+            x += run
+    return [code.text for code in zxingcpp.read_barcodes(image)]
+
+
+def test_the_qr_decoder_reads_what_segno_wrote() -> None:
+    assert svg_qr_texts(qr.data_uri("https://registry.test/claims/CN0042")) == ["https://registry.test/claims/CN0042"]
+
+
+SPOOFED = {"Host": "evil.example", "X-Forwarded-Host": "evil.example", "Forwarded": "host=evil.example"}
+
+
+def test_a_spoofed_host_reaches_no_url_the_claim_page_or_its_pdf_emit(demo: Demo) -> None:
+    claim_url = f"{PUBLIC_URL}/claims/CN0001"
+    page = demo.client.get("/claims/CN0001", params={"lang": "en"}, headers=SPOOFED)
+    assert page.status_code == 200
+    assert "evil.example" not in page.text
+    source = re.search(r'<img src="([^"]+)"[^>]*id="qr"', page.text)
+    assert source is not None
+    assert svg_qr_texts(html.unescape(source.group(1))) == [claim_url]
+    assert f"curl -s {PUBLIC_URL}/v1/claims/CN0001/certificate" in page.text
+
+    pdf = demo.client.get("/claims/CN0001/certificate.pdf", params={"lang": "en"}, headers=SPOOFED)
+    assert pdf.status_code == 200
+    reader = PdfReader(io.BytesIO(pdf.content))
+    words = " ".join(p.extract_text() for p in reader.pages)
+    assert claim_url in words
+    assert "evil" not in words
+    assert reader.metadata is not None
+    assert reader.metadata.subject == claim_url
+
+    log = demo.client.get("/log", params={"lang": "en"}, headers=SPOOFED).text
+    assert "evil.example" not in log
+    assert f"cdcer audit verify --url {PUBLIC_URL} " in log
+
+
+@pytest.mark.parametrize(
+    ("given", "wrong"),
+    [
+        ("registry.example.cn", "absolute"),
+        ("ftp://registry.example.cn", "absolute"),
+        ("https://", "absolute"),
+        ("https://registry.example.cn/?next=1", "query"),
+        ("https://registry.example.cn/#top", "fragment"),
+        ("https://admin:secret@registry.example.cn", "credentials"),
+        ("https://registry.example.cn:99999", "not a URL"),
+        ("https://registry .example.cn", "whitespace"),
+    ],
+)
+def test_the_public_base_url_must_be_an_absolute_http_url(given: str, wrong: str) -> None:
+    with pytest.raises(ValidationError, match=wrong):
+        Settings(public_base_url=given)
+
+
+def test_the_public_base_url_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CDCER_PUBLIC_BASE_URL", raising=False)
+    assert Settings().public_base_url == "http://127.0.0.1:8000"
+    monkeypatch.setenv("CDCER_PUBLIC_BASE_URL", "https://registry.example.cn/")
+    assert Settings().public_base_url == "https://registry.example.cn"
+    monkeypatch.setenv("CDCER_PUBLIC_BASE_URL", "https://registry.example.cn/?x=1")
+    with pytest.raises(ValidationError, match="query"):
+        Settings()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--public-url", "ftp://registry.example.cn"], "--public-url: 'ftp://registry.example.cn' is not an absolute"),
+        (["--host", "0.0.0.0"], "serves every interface: say where the public reaches the registry with --public-url"),
+    ],
+)
+def test_serve_refuses_a_public_url_it_cannot_emit_in_one_line(
+    tmp_path: Path, options: list[str], message: str
+) -> None:
+    result = CliRunner().invoke(
+        cli_app,
+        ["serve", "-d", f"sqlite:///{tmp_path}/none.db", *options],
+        env={"CDCER_PUBLIC_BASE_URL": None},
+    )
+    assert result.exit_code == 2, result.stderr + result.stdout
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: ")
+    assert message in result.stderr
+
+
+def test_cdcer_serve_emits_its_public_url_whatever_the_host_header(tmp_path: Path) -> None:
+    databases = Databases("sqlite", tmp_path)
+    url = demo_url(databases, tmp_path)
+    log_key = tmp_path / "registry-log.key"
+    write_key_file(log_key, seeded_key("log"), passphrase=None)
+    try:
+        for env in ({"CDCER_PUBLIC_BASE_URL": "https://registry.example.cn"}, {"CDCER_PUBLIC_BASE_URL": None}):
+            with serve(url, log_key, env=env) as base:
+                page = httpx.get(f"{base}/claims/CN0001?lang=en", headers=SPOOFED, timeout=30)
+                assert page.status_code == 200
+                source = re.search(r'<img src="([^"]+)"[^>]*id="qr"', page.text)
+                assert source is not None
+                public = env["CDCER_PUBLIC_BASE_URL"] or base  # unset: the served address
+                assert svg_qr_texts(html.unescape(source.group(1))) == [f"{public}/claims/CN0001"]
+                assert "evil.example" not in page.text
+    finally:
+        databases.drop(url)
+        databases.close()
