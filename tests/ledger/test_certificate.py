@@ -11,7 +11,7 @@ import base64
 import copy
 import json
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -39,6 +39,8 @@ from ledger.storage import store
 from ledger.storage.engine import read_transaction
 from ledger.transactions import (
     EventFootprint,
+    EventKind,
+    EventRegister,
     FootprintSource,
     FootprintStage,
     Issue,
@@ -145,9 +147,12 @@ def forged_entry(
     *,
     key: PrivateKey | None = None,
     origin: str = ORIGIN,
+    at: datetime | None = None,
 ) -> bytes:
-    """Entry `index` replaced by `payload` signed by `who` (with its own key unless `key` is given)."""
+    """Entry `index` replaced by `payload` signed by `who` (with its own key unless `key` is given), accepted
+    at its original time unless `at` is given."""
     original = decode_entry(leaves[index], index=index)
+    accepted_at = at or original.accepted_at
     signing_key = key or seeded_key(who)
     body = make_body(
         origin=origin,
@@ -155,12 +160,10 @@ def forged_entry(
         key=signing_key,
         payload=payload,
         nonce=f"forged-entry-{index:06d}",
-        created_at=original.accepted_at,
+        created_at=accepted_at,
     )
     tx = sign_transaction(body, signing_key)
-    entry = Entry(
-        index, original.accepted_at, original.prev_chain, signing_key.public_key.raw, tx.signature, tx.body_bytes
-    )
+    entry = Entry(index, accepted_at, original.prev_chain, signing_key.public_key.raw, tx.signature, tx.body_bytes)
     return entry.encode()
 
 
@@ -242,6 +245,10 @@ def test_a_claim_certificate_verifies_offline_with_the_verifier_key_alone(told: 
     assert (statement.units, statement.blocks) == (10, (BLOCK,))
     assert [r.id for r in statement.retirements] == ["RT000001"]
     assert LIMIT_FOOTPRINT in verified.limits
+    proven = "\n".join(verified.proven)
+    assert f"from its registration at entry {EVENT}, which the claim's signed event_entry names" in proven
+    assert f"from the final declaration at entry {FOOTPRINT}, signed by the organiser" in proven
+    assert f"its verification by the engaged verifier (entry {VERIFICATION})" in proven
 
 
 def test_roles_name_what_each_entry_is(claim: bytes) -> None:
@@ -921,3 +928,78 @@ def _without_retirement_ids(statement: BaseModel) -> dict[str, Any]:
     for retirement in facts["retirements"]:
         retirement["id"] = "RT"
     return facts
+
+
+# --- claims nobody can poison or forge (issue 14) -------------------------------------------------------
+
+
+def test_another_events_registration_cannot_stand_in_for_the_claims_event(story: Story) -> None:
+    # The organiser registered a decoy event first; the claim is for the second. A bundle that swaps the
+    # decoy's genuine registration in (its real bytes and proof, every field restated) must not verify.
+    world = story.world
+    world.issued_batch(world.registered_project(), 2023, 1200, 1150)
+    world.transfer("owner", "organiser", 300)
+    decoy = EventRegister(
+        name="Decoy Expo",
+        event_kind=EventKind.EXHIBITION,
+        venue="Elsewhere Hall",
+        start_date=world.clock.date(),
+        end_date=world.clock.date(),
+        expected_attendees=5,
+    )
+    world.submit("organiser", decoy)
+    claimed = world.event_with_claim()
+    story.sync()
+    assert claimed["event_id"] == "E0002"
+    decoy_entry, real_entry = world.state.events["E0001"].registered_at, world.state.events["E0002"].registered_at
+    bundle = with_entry(json.loads(build(story.ledger, "claim", "CN0001")), story.ledger, decoy_entry, "event")
+    bundle["entries"] = [item for item in bundle["entries"] if item["index"] != real_entry]
+    bundle["statement"]["event"].update(
+        entry=decoy_entry,
+        name=decoy.name,
+        kind=decoy.event_kind.value,
+        venue=decoy.venue,
+        start_date=decoy.start_date.isoformat(),
+        end_date=decoy.end_date.isoformat(),
+        expected_attendees=decoy.expected_attendees,
+    )
+    with pytest.raises(
+        CertificateError,
+        match=rf"claim CN0001: event registration entry is {decoy_entry}, but entry \d+ signed {real_entry}",
+    ):
+        verify_certificate(encode(bundle), VKEY)
+
+
+def test_a_claim_on_a_final_footprint_of_zero_is_refused(told: Story, claim: bytes) -> None:
+    leaves = log_leaves(told.ledger)
+    zero = EventFootprint(event_id="E0001", stage=FootprintStage.FINAL, sources={FootprintSource.VENUE_ENERGY: 0})
+    leaves[FOOTPRINT] = forged_entry(leaves, FOOTPRINT, "organiser", zero)
+    bundle = reseal(json.loads(claim), leaves)
+    bundle["statement"].update(footprint_kg=0, footprint={"venue_energy": 0})
+    with pytest.raises(CertificateError, match=r"claim CN0001: a footprint of 0 kgCO2e leaves nothing to neutralise"):
+        verify_certificate(encode(bundle), VKEY)
+
+
+def test_a_report_verified_by_another_verifier_than_it_engaged_is_refused(told: Story, retirement: bytes) -> None:
+    leaves = log_leaves(told.ledger)
+    submitted = payload_at(leaves, REPORT)
+    assert isinstance(submitted, ReportSubmit)
+    leaves[REPORT] = forged_entry(leaves, REPORT, "owner", submitted.model_copy(update={"verifier": "buyer"}))
+    with pytest.raises(
+        CertificateError,
+        match=rf"entry {VERIFICATION} \(verification\): batch P0001-2023-001's report was verified by verifier, "
+        rf"but its report \(entry {REPORT}\) engaged buyer",
+    ):
+        verify_certificate(encode(reseal(json.loads(retirement), leaves)), VKEY)
+
+
+def test_a_report_accepted_before_its_period_ended_is_refused(told: Story, retirement: bytes) -> None:
+    leaves = log_leaves(told.ledger)
+    early = datetime(2023, 12, 1, 9, 0, tzinfo=UTC)
+    leaves[REPORT] = forged_entry(leaves, REPORT, "owner", payload_at(leaves, REPORT), at=early)
+    with pytest.raises(
+        CertificateError,
+        match=rf"entry {REPORT} \(report\): batch P0001-2023-001's monitoring period ends 2023-12-31, not before "
+        r"the report was accepted on 2023-12-01",
+    ):
+        verify_certificate(encode(reseal(json.loads(retirement), leaves)), VKEY)
