@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 from sqlalchemy import Engine, text
 
 import ledger.audit
@@ -331,8 +332,16 @@ def test_a_deleted_projection_row_is_found(pristine: Ledger) -> None:
 # --- forged entries ------------------------------------------------------------------------------------
 
 
-def _append_forged_entry(ledger: Ledger, *, signer_key: str, key_id_of: str) -> int:
-    """Append, with correct leaf and chain hashes, an entry of `owner` signed by another key."""
+def _append_forged_entry(
+    ledger: Ledger,
+    *,
+    signer_key: str,
+    key_id_of: str,
+    actor: str = "owner",
+    payload: BaseModel | None = None,
+) -> int:
+    """Append, with correct leaf and chain hashes and bypassing the rules, an entry of `actor` signed with
+    `signer_key` (a key other than the actor's unless both name the actor)."""
     forger = seeded_key(signer_key)
     with read_transaction(ledger.engine) as conn:
         size = store.log_size(conn)
@@ -342,9 +351,9 @@ def _append_forged_entry(ledger: Ledger, *, signer_key: str, key_id_of: str) -> 
     at = state.last_time + timedelta(seconds=1)
     body = make_body(
         origin=ORIGIN,
-        actor="owner",
+        actor=actor,
         key=seeded_key(key_id_of).public_key,
-        payload=Transfer(to="buyer", selection=Selection(quantity=100)),
+        payload=payload or Transfer(to="buyer", selection=Selection(quantity=100)),
         nonce="forged-nonce-000001",
         created_at=at,
     )
@@ -354,7 +363,7 @@ def _append_forged_entry(ledger: Ledger, *, signer_key: str, key_id_of: str) -> 
         body_bytes = encode_body(body)
         tx = SignedTransaction(body_bytes, forger.sign(signing_message(body_bytes)), body)
     sealed = seal(Entry(size, at, last.chain_hash, forger.public_key.raw, tx.signature, tx.body_bytes))
-    meta = store.EntryMeta(format_utc(at), "owner", body.nonce, body.kind, tx_hash(tx))
+    meta = store.EntryMeta(format_utc(at), actor, body.nonce, body.kind, tx_hash(tx))
     with write_transaction(ledger.engine) as conn:
         store.insert_entries(conn, [(sealed, meta)])
     return size
@@ -389,3 +398,18 @@ def test_the_ledger_will_not_build_on_a_log_that_does_not_replay(pristine: Ledge
     with pytest.raises(IntegrityError, match=f"entry {index}"):
         fresh.submit([tx])
     assert fresh.size() == index + 1
+
+
+def test_a_strangers_retirement_for_an_event_is_found(pristine: Ledger) -> None:
+    # Written past the rules, with the buyer's own valid signature: the replay refuses it, so the audit
+    # and the certificate verifier agree that only an event's organiser retires units for it.
+    stranger = Retire(
+        selection=Selection(quantity=1),
+        beneficiary="Tianfu Green Forum",
+        purpose=RetirementPurpose.EVENT,
+        event_id="E0001",
+        reason="attached to someone else's event",
+    )
+    index = _append_forged_entry(pristine, signer_key="buyer", key_id_of="buyer", actor="buyer", payload=stranger)
+    report = run_audit(pristine.engine)
+    assert_caught(report, index, "replay", "forbidden: event E0001 is organised by organiser; only its organiser")
