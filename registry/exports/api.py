@@ -33,7 +33,8 @@ LOG_SIZE_HEADER = "X-CDCER-Log-Size"
 
 _FORMATS_DOC = (
     " CSV is `text/csv; charset=utf-8` (RFC 4180, a header row, CRLF, null as an empty field, serial blocks "
-    "joined by `;`, text that a spreadsheet would run as a formula prefixed with `'`); JSON Lines is "
+    "joined by `;`, text that a spreadsheet would run as a formula (it starts with `=`, `+`, `-`, `@`, their "
+    "fullwidth forms or whitespace) prefixed with `'`); JSON Lines is "
     "`application/x-ndjson` (one object per line, exact values). The whole file is read from one snapshot "
     f"of the registry; the `{LOG_SIZE_HEADER}` header and the file name give its log size."
 )

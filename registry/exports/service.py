@@ -8,8 +8,10 @@ Formats:
 
 - CSV (RFC 4180): UTF-8, a header row, CRLF line ends, fields quoted when needed; an empty field is a
   null, a list (the serial blocks) is written as its items joined by ``;``. A text field that begins with
-  ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is prefixed with ``'`` (OWASP's advice against
-  CSV injection: a spreadsheet would otherwise run it as a formula); JSON Lines carries the exact text.
+  ``=``, ``+``, ``-``, ``@``, a character that folds to one of them (the fullwidth ``＝＋－＠``, the small
+  ``﹦﹢﹣﹫``) or any whitespace (space, tab, CR, LF, NBSP, the ideographic space...) is prefixed with
+  ``'`` (OWASP's advice against CSV injection: a spreadsheet would otherwise run it as a formula, after
+  folding the character or trimming the whitespace); JSON Lines carries the exact text.
 - JSON Lines: one JSON object per line, UTF-8, ``\\n`` line ends; lists stay lists, nulls stay null.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import unicodedata
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -35,7 +38,8 @@ PAGE_SIZE = 1000
 """Rows read per query; the stream holds at most one page in memory."""
 
 BLOCK_SEPARATOR = ";"
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_STARTS = ("=", "+", "-", "@")
+"""The characters a spreadsheet reads as the start of a formula."""
 
 
 class ExportFormat(StrEnum):
@@ -129,8 +133,17 @@ CANCELLATIONS = Export(
 
 
 def spreadsheet_safe(text: str) -> str:
-    """`text`, prefixed with ``'`` when a spreadsheet would read it as a formula (OWASP CSV injection)."""
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
+    """`text`, prefixed with ``'`` when a spreadsheet would read it as a formula (OWASP CSV injection).
+
+    That is when it starts with a formula character; with one that Unicode compatibility normalisation
+    (NFKC) folds into a formula character, such as the fullwidth ``＝`` an input method types, which a
+    spreadsheet may read as ``=``; or with whitespace of any kind, which a spreadsheet may trim before it
+    looks for a formula (a line feed, a no-break or an ideographic space, then ``=``...).
+    """
+    first = text[:1]
+    if first.isspace() or unicodedata.normalize("NFKC", first).startswith(FORMULA_STARTS):
+        return "'" + text
+    return text
 
 
 def csv_cell(value: Any) -> str:

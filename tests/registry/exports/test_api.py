@@ -19,6 +19,7 @@ from ledger.ledger import Ledger
 from ledger.serials import SerialRange
 from ledger.state import State
 from ledger.transactions import (
+    Cancel,
     CancellationReason,
     MethodologyPublish,
     Opinion,
@@ -44,6 +45,45 @@ QUOTED_REASON = 'offset, "quoted"\nand a second line'
 CHINESE = "成都天府绿道"
 EXPORTS = ("issuances", "retirements", "cancellations")
 FORMATS = ("csv", "jsonl")
+
+# Every start of a text that a spreadsheet may run as a formula: the formula characters, the characters
+# that fold into them (fullwidth and small forms), and whitespace of each kind (trimmed before the formula
+# is looked for), line feeds and carriage returns included.
+FORMULA_CHARACTERS = ("=", "+", "-", "@")
+FOLDING_INTO_THEM = ("\uff1d", "\uff0b", "\uff0d", "\uff20", "\ufe66", "\ufe62", "\ufe63", "\ufe6b")
+WHITESPACE = (
+    " ",
+    "\t",
+    "\n",
+    "\r",
+    "\r\n",
+    "\n\n\n",
+    "\x0b",
+    "\x0c",
+    "\x85",
+    "\xa0",
+    "\u1680",
+    "\u2003",
+    "\u2028",
+    "\u2029",
+    "\u202f",
+    "\u205f",
+    "\u3000",
+    " \t\u3000",
+)
+FORMULA_STARTS = FORMULA_CHARACTERS + FOLDING_INTO_THEM + WHITESPACE
+
+
+def formula_after(start: str) -> str:
+    """A formula that `start` begins: the start in place of its ``=``, or the whitespace before it."""
+    return start + FORMULA if start.isspace() else start + FORMULA[1:]
+
+
+def code_points(text: str) -> str:
+    return " ".join(f"U+{ord(c):04X}" for c in text)
+
+
+FORMULAS = [pytest.param(formula_after(start), id=code_points(start)) for start in FORMULA_STARTS]
 
 
 def registered_project_under(story: Story, code: str) -> str:
@@ -164,7 +204,7 @@ def csv_text(value: Any) -> str:
         return ""
     if isinstance(value, list):
         return ";".join(value)
-    if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")):
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
         return "'" + value
     return str(value)
 
@@ -257,18 +297,77 @@ def test_csv_defuses_formulas_and_json_lines_keep_the_exact_text(client: TestCli
     assert cell["quantity"] == "7"  # numbers are numbers, not defused text
     minus = [row for row in rows if row["reason"].startswith("'-")]
     assert len(minus) == 1
-    assert all(not row[column].startswith(("=", "+", "-", "@")) for row in rows for column in row)
+    assert all(not row[column].startswith(FORMULA_STARTS) for row in rows for column in row)
 
 
-@pytest.mark.parametrize("text", ["=1+2", "+1", "-1", "@SUM(A1)", "\tx", "\rx"])
-def test_spreadsheet_safe_prefixes_every_formula_start(text: str) -> None:
-    assert service.csv_cell(text) == "'" + text
-    assert service.csv_cell("a" + text) == "a" + text
-    assert service.csv_cell(["CDCER-P0001-2023-001-000001-000002", "CDCER-P0001-2023-001-000003-000003"]) == (
-        "CDCER-P0001-2023-001-000001-000002;CDCER-P0001-2023-001-000003-000003"
+@pytest.mark.parametrize("formula", FORMULAS)
+def test_csv_defuses_every_formula_start_and_json_lines_keep_it(story: Story, formula: str) -> None:
+    """A beneficiary and reasons that a spreadsheet would run, signed into the log and exported over HTTP."""
+    world = story.world
+    world.issued_batch(world.registered_project(), 2023, 100, 90)
+    world.submit(
+        "owner",
+        Retire(
+            selection=Selection(quantity=5),
+            beneficiary=formula,
+            purpose=RetirementPurpose.INDIVIDUAL,
+            reason=formula,
+        ),
     )
-    assert service.csv_cell(None) == ""
-    assert service.csv_cell(-3) == "-3"
+    world.submit(
+        "authority",
+        Cancel(
+            holder="owner", selection=Selection(quantity=3), reason_code=CancellationReason.CORRECTION, reason=formula
+        ),
+    )
+    story.sync(together=True)
+    with make_client(story.ledger) as client:
+        (retirement,) = parse_jsonl(get_export(client, "retirements", "jsonl"))
+        (cancellation,) = parse_jsonl(get_export(client, "cancellations", "jsonl"))
+        _, (retirement_cells,) = parse_csv(get_export(client, "retirements", "csv"))
+        _, (cancellation_cells,) = parse_csv(get_export(client, "cancellations", "csv"))
+    assert (retirement["beneficiary"], retirement["reason"], cancellation["reason"]) == (formula,) * 3
+    defused = "'" + formula
+    assert (retirement_cells["beneficiary"], retirement_cells["reason"], cancellation_cells["reason"]) == (defused,) * 3
+    assert (retirement_cells["quantity"], cancellation_cells["quantity"]) == ("5", "3")
+
+
+BLOCKS = ["CDCER-P0001-2023-001-000001-000002", "CDCER-P0001-2023-001-000003-000003"]
+CELLS = [
+    *[
+        pytest.param(formula_after(start), "'" + formula_after(start), id=code_points(start))
+        for start in FORMULA_STARTS
+    ],
+    *[
+        pytest.param("a" + formula_after(start), "a" + formula_after(start), id="a " + code_points(start))
+        for start in FORMULA_STARTS
+    ],
+    pytest.param("=", "'=", id="a lone formula character"),
+    pytest.param(" ", "' ", id="a lone space"),
+    pytest.param(" Chengdu", "' Chengdu", id="any leading whitespace"),
+    pytest.param("-2024 footprint", "'-2024 footprint", id="a leading hyphen"),
+    pytest.param("Chengdu", "Chengdu", id="a word"),
+    pytest.param(CHINESE, CHINESE, id="Chinese"),
+    pytest.param("\uff21\uff22\uff23", "\uff21\uff22\uff23", id="fullwidth letters"),
+    pytest.param("Chengdu \n", "Chengdu \n", id="trailing whitespace"),
+    pytest.param("1-2=3", "1-2=3", id="formula characters inside"),
+    pytest.param("'=1", "'=1", id="already quoted"),
+    pytest.param("2024-01-01T00:00:00.000000Z", "2024-01-01T00:00:00.000000Z", id="a time"),
+    pytest.param("", "", id="empty text"),
+    pytest.param(None, "", id="null"),
+    pytest.param(0, "0", id="zero"),
+    pytest.param(1150, "1150", id="an integer"),
+    pytest.param(-3, "-3", id="a negative integer is a number, not a formula"),
+    pytest.param(BLOCKS, ";".join(BLOCKS), id="serial blocks"),
+    pytest.param(["-1", "x"], "'-1;x", id="a list joined, then defused"),
+]
+
+
+@pytest.mark.parametrize(("value", "cell"), CELLS)
+def test_csv_cell_defuses_formula_starts_and_leaves_the_rest(value: Any, cell: str) -> None:
+    assert service.csv_cell(value) == cell
+    if isinstance(value, str):
+        assert service.spreadsheet_safe(value) == cell
 
 
 # --- retirement and cancellation are never mixed -------------------------------------------------------------
