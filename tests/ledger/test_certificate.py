@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
@@ -1003,3 +1005,16 @@ def test_a_report_accepted_before_its_period_ended_is_refused(told: Story, retir
         r"the report was accepted on 2023-12-01",
     ):
         verify_certificate(encode(reseal(json.loads(retirement), leaves)), VKEY)
+
+
+def test_the_offline_verifier_loads_no_storage_code() -> None:
+    # An auditor's tool imports the verifier alone: no SQLAlchemy, no storage, no builder.
+    script = (
+        "import sys\n"
+        "from ledger.certificate import verify_certificate, parse_certificate\n"
+        "storage = ('sqlalchemy', 'ledger.storage', 'ledger.certificate.build')\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(storage))\n"
+        "print(loaded)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

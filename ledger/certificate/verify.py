@@ -1,82 +1,40 @@
-"""Retirement and claim certificates: JSON proof bundles that verify offline (SPEC section 4).
-
-A certificate carries the log entries a retirement or a carbon-neutral claim rests on, each entry's
-RFC 9162 inclusion proof, the registry's signed checkpoint and a *statement* of the registry's facts.
-Anyone holding the registry's verifier key can check it with nothing else: no database, no network.
-
-The bundle (``format`` ``cdcer-certificate/1``; the builder writes RFC 8785 canonical JSON, the
-verifier accepts any JSON with exactly these fields)::
-
-    {"format": "cdcer-certificate/1", "kind": "retirement" | "claim", "id": "RT000001",
-     "origin": "<log origin>", "vkey": "<registry verifier key, informational>",
-     "checkpoint": "<signed checkpoint note, latest at build time, with its cosignatures>",
-     "entries": [{"index": i, "role": "retirement", "leaf": "<base64 entry bytes>",
-                  "inclusion_proof": ["<base64 hash>", ...]}, ...],
-     "statement": {...}}
-
-The entries, in index order, each once: the retirement (or the claim, the event's registration, its
-final footprint declaration and every retirement the claim lists); for every batch the retired
-serials come from, its report, the report's verification and the issuance; and the provenance of
-every signer: the entry that introduced the signing key for its actor (``participant.register``,
-``key.add``, ``key.rotate``), and for a transaction only an authority may sign, the entry that gave its
-signer the authority role, each in turn proven the same way down to entry 0, the genesis, which names
-the registry's verifier key and the first authority key. Nothing else: every entry must be needed.
-
-`verify_certificate` checks, and raises `CertificateError` at the first failure:
-
-1. shape: JSON with exactly the fields above, typed, base64 that decodes, entries in index order;
-2. the checkpoint verifies with the *given* verifier key (not the bundle's) and names the bundle's origin;
-3. every entry's leaf hash is in the checkpoint's tree by its inclusion proof (RFC 9162);
-4. every entry decodes, its transaction is for the origin, carries the key id of the key in the entry,
-   the signature verifies with that key, and its role matches its kind;
-5. every signing key was introduced for its actor by an earlier included entry, every transaction that
-   needs an authority was signed by an actor an earlier included entry made an authority (or by the
-   genesis authority), and the genesis names the given verifier key;
-6. the statement agrees with the signed transactions (actors; the event, bound to its registration entry
-   by the claim's signed ``event_entry``; purposes; beneficiaries; the final footprint by source, never 0;
-   retired quantities, each retirement for the event made by its organiser; blocks inside batches issued
-   before the retirement, each batch's report verified by the verifier that report engaged, over a
-   monitoring period that ended before the report; units covering ``ceil(footprint_kg / 1000)``), and
-   every included entry is needed by it.
-
-`VerifiedCertificate.proven` says in words which statement fields that proves, and from which entries.
-
-What an offline check cannot prove, `VerifiedCertificate.limits` says in words: which serials a
-retirement *by quantity* took (the oldest held first) is decided by replaying the whole log; so are the
-numbering of record ids (their form is checked, their number is not), the absence of a revocation,
-suspension or role change between the entries shown, that the holder held the serials it retired and
-that no serial was retired twice, and (for a claim) that the footprint entry is the event's last final
-declaration. The full audit (``cdcer audit verify``) covers all of them.
+"""Verifying a certificate offline, with nothing but the registry's verifier key (steps (1)-(6) of
+`ledger.certificate`). No database, no network, no SQLAlchemy.
 """
 
 from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
-from sqlalchemy import Connection
-
+from ledger.certificate.format import (
+    AUTHORITY_KINDS,
+    ENTRY_ROLES,
+    BatchStatement,
+    CertificateEntry,
+    CertificateKind,
+    ClaimStatement,
+    RetirementFacts,
+    RetirementStatement,
+    clip,
+    parse_certificate,
+)
 from ledger.checkpoint import open_checkpoint
-from ledger.encoding import MAX_SAFE_INTEGER, b64decode, b64encode, canonical_json, loads_strict
+from ledger.encoding import b64decode
 from ledger.errors import (
     CertificateError,
     EncodingError,
-    IntegrityError,
     NoteError,
     ProofError,
     SignatureError,
 )
 from ledger.keys import PublicKey
-from ledger.log import Entry, StoredEntry, decode_entry
-from ledger.merkle import inclusion_proofs, leaf_hash, verify_inclusion
-from ledger.note import NoteVerifier, add_signatures, parse_signature_line
+from ledger.log import Entry, decode_entry
+from ledger.merkle import leaf_hash, verify_inclusion
+from ledger.note import NoteVerifier
 from ledger.serials import SerialRange, parse_block
-from ledger.state import KIND_ROLES, Batch, Claim, Event, Key, Participant, Report, Retirement
-from ledger.storage import store
 from ledger.transactions import (
     UNITS_PER_CDCER_KG,
     ClaimIssue,
@@ -96,56 +54,6 @@ from ledger.transactions import (
     TransactionBody,
     format_utc,
 )
-
-__all__ = [
-    "CERTIFICATE_FORMAT",
-    "ENTRY_ROLES",
-    "BatchStatement",
-    "Certificate",
-    "CertificateEntry",
-    "CertificateKind",
-    "ClaimCertificate",
-    "ClaimStatement",
-    "EventStatement",
-    "RetirementCertificate",
-    "RetirementFacts",
-    "RetirementStatement",
-    "VerifiedCertificate",
-    "build_certificate",
-    "parse_certificate",
-    "verify_certificate",
-]
-
-CERTIFICATE_FORMAT = "cdcer-certificate/1"
-MAX_CERTIFICATE_BYTES = 16 * 1024 * 1024
-MAX_ENTRIES = 10_000
-"""A claim backed by hundreds of retirements needs a few thousand entries at most."""
-
-_R = TypeVar("_R")
-
-CertificateKind = Literal["retirement", "claim"]
-EntryRole = Literal[
-    "genesis", "key", "role", "report", "verification", "issuance", "event", "footprint", "retirement", "claim"
-]
-
-ENTRY_ROLES: dict[str, EntryRole] = {
-    "registry.genesis": "genesis",
-    "participant.register": "key",
-    "key.add": "key",
-    "key.rotate": "key",
-    "participant.set_roles": "role",
-    "report.submit": "report",
-    "report.verify": "verification",
-    "issuance.issue": "issuance",
-    "event.register": "event",
-    "event.footprint": "footprint",
-    "units.retire": "retirement",
-    "claim.issue": "claim",
-}
-"""The role of an entry in a certificate, by its transaction kind; no other kind belongs in one."""
-
-_AUTHORITY_KINDS = frozenset(kind for kind, roles in KIND_ROLES.items() if roles == frozenset({Role.AUTHORITY}))
-_KEY_KINDS = ("participant.register", "key.add", "key.rotate")
 
 LIMIT_IDS = (
     "record ids (retirement, claim, event, report and batch numbers) are assigned by counting in the full log; "
@@ -173,354 +81,6 @@ def _limit_by_quantity(retirement_id: str) -> str:
     )
 
 
-# --- the bundle --------------------------------------------------------------------------------------------
-
-_Index = Annotated[int, Field(strict=True, ge=0, le=MAX_SAFE_INTEGER)]
-_Units = Annotated[int, Field(strict=True, gt=0, le=MAX_SAFE_INTEGER)]
-_Kilograms = Annotated[int, Field(strict=True, ge=0, le=MAX_SAFE_INTEGER)]
-_Text = Annotated[str, StringConstraints(max_length=4000)]
-_Id = Annotated[str, StringConstraints(min_length=1, max_length=80)]
-# Record ids in the forms the state machine gives them: nothing else can name a record.
-_RetirementId = Annotated[str, StringConstraints(pattern=r"^RT[0-9]{6,12}$")]
-_ClaimId = Annotated[str, StringConstraints(pattern=r"^CN[0-9]{4,12}$")]
-_EventId = Annotated[str, StringConstraints(pattern=r"^E[0-9]{4,12}$")]
-_ReportId = Annotated[str, StringConstraints(pattern=r"^MR[0-9]{4,12}$")]
-_ProjectId = Annotated[str, StringConstraints(pattern=r"^P[0-9]{4,12}$")]
-_BatchId = Annotated[str, StringConstraints(pattern=r"^P[0-9]{4,12}-[0-9]{4}-[0-9]{3,6}$")]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
-
-
-class BatchStatement(_Model):
-    """A batch the retired serials come from, and the entries that report, verify and issue it."""
-
-    id: _BatchId
-    project: _ProjectId
-    vintage: Annotated[int, Field(strict=True, ge=0, le=9999)]
-    quantity: _Units
-    report: _ReportId
-    report_entry: _Index
-    verification_entry: _Index
-    issuance_entry: _Index
-
-
-class RetirementFacts(_Model):
-    """One retirement as the registry records it; `entry` is the log entry that retired the units."""
-
-    id: _RetirementId
-    entry: _Index
-    holder: _Id
-    quantity: _Units
-    blocks: tuple[_Id, ...] = Field(max_length=100_000)
-    beneficiary: _Text
-    purpose: _Id
-    event_id: _EventId | None
-    year: Annotated[int, Field(strict=True, ge=0, le=9999)] | None
-    reason: _Text
-    time: _Id
-
-
-class RetirementStatement(RetirementFacts):
-    """The statement of a retirement certificate: the retirement and the batches of its serials."""
-
-    batches: tuple[BatchStatement, ...] = Field(max_length=MAX_ENTRIES)
-
-
-class EventStatement(_Model):
-    """The event a claim is for, as its organiser registered it at log entry `entry`."""
-
-    id: _EventId
-    entry: _Index
-    organiser: _Id
-    name: _Text
-    kind: _Id
-    venue: _Text
-    start_date: _Id
-    end_date: _Id
-    expected_attendees: Annotated[int, Field(strict=True, ge=0, le=MAX_SAFE_INTEGER)]
-
-
-class ClaimStatement(_Model):
-    """The statement of a claim certificate: the event, its final footprint and the retirements covering it."""
-
-    id: _ClaimId
-    entry: _Index
-    time: _Id
-    event: EventStatement
-    footprint_kg: _Kilograms
-    footprint: dict[_Id, _Kilograms] = Field(max_length=100)
-    footprint_entry: _Index
-    units: _Units
-    retirements: tuple[RetirementFacts, ...] = Field(min_length=1, max_length=MAX_ENTRIES)
-    blocks: tuple[_Id, ...] = Field(max_length=100_000)
-    batches: tuple[BatchStatement, ...] = Field(max_length=MAX_ENTRIES)
-
-
-class CertificateEntry(_Model):
-    """One log entry: its index, its role in the certificate, its exact bytes and its inclusion proof."""
-
-    index: _Index
-    role: EntryRole
-    leaf: str
-    inclusion_proof: tuple[str, ...] = Field(max_length=64)
-
-
-class _CertificateBase(_Model):
-    format: Literal["cdcer-certificate/1"]
-    id: _Id
-    origin: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    vkey: Annotated[str, StringConstraints(min_length=1, max_length=300)]
-    checkpoint: Annotated[str, StringConstraints(min_length=1, max_length=1 << 20)]
-    entries: tuple[CertificateEntry, ...] = Field(min_length=1, max_length=MAX_ENTRIES)
-
-    def to_json(self) -> dict[str, Any]:
-        """The bundle as a JSON value."""
-        return self.model_dump(mode="json")
-
-    def to_bytes(self) -> bytes:
-        """The bundle as RFC 8785 canonical JSON: the same certificate always has the same bytes."""
-        return canonical_json(self.to_json())
-
-
-class RetirementCertificate(_CertificateBase):
-    """A certificate for one retirement."""
-
-    kind: Literal["retirement"]
-    statement: RetirementStatement
-
-
-class ClaimCertificate(_CertificateBase):
-    """A certificate for one carbon-neutral claim."""
-
-    kind: Literal["claim"]
-    statement: ClaimStatement
-
-
-Certificate = RetirementCertificate | ClaimCertificate
-
-_CERTIFICATE_TYPES: dict[str, type[RetirementCertificate] | type[ClaimCertificate]] = {
-    "retirement": RetirementCertificate,
-    "claim": ClaimCertificate,
-}
-
-
-# --- building ------------------------------------------------------------------------------------------
-
-
-def build_certificate(conn: Connection, kind: CertificateKind, record_id: str) -> Certificate | None:
-    """The certificate of retirement or claim `record_id`, from the database; None if there is no such record.
-
-    Reads the record's projection row, the entries it rests on (see the module docstring), the
-    latest signed checkpoint with its cosignatures, and the inclusion proofs into it. Raises
-    `IntegrityError` if the stored log lacks an entry the projections name.
-    """
-    builder = _Builder(conn)
-    statement: RetirementStatement | ClaimStatement
-    if kind == "retirement":
-        retirement = store.get_record(conn, Retirement, (record_id,))
-        if retirement is None:
-            return None
-        facts = builder.retirement(retirement)
-        statement = RetirementStatement(**facts.model_dump(), batches=builder.batches(retirement.blocks))
-    elif kind == "claim":
-        claim = store.get_record(conn, Claim, (record_id,))
-        if claim is None:
-            return None
-        statement = builder.claim(claim)
-    else:
-        raise ValueError(f"certificate kind must be 'retirement' or 'claim', not {kind!r}")
-    builder.add_provenance()
-    return builder.bundle(kind, record_id, statement)
-
-
-class _Builder:
-    """Collects the entries a certificate needs, reading the database as it goes."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.entries: dict[int, Entry] = {}
-        self.data: dict[int, bytes] = {}
-        self.bodies: dict[int, TransactionBody] = {}
-
-    def need(self, *indexes: int) -> None:
-        missing = [i for i in indexes if i not in self.entries]
-        found = store.read_entries_at(self.conn, missing)
-        for index in missing:
-            stored = found.get(index)
-            if stored is None:
-                raise IntegrityError("a certificate needs this entry, but the log does not have it", index=index)
-            try:
-                entry = decode_entry(stored.data, index=index)
-                self.bodies[index] = entry.body()
-            except EncodingError as exc:
-                raise IntegrityError(str(exc), index=index) from None
-            self.entries[index] = entry
-            self.data[index] = stored.data
-
-    def _record(self, record_type: type[_R], key: str) -> _R:
-        record = store.get_record(self.conn, record_type, (key,))
-        if record is None:
-            raise IntegrityError(f"the registry names {record_type.__name__.lower()} {key!r}, which has no record")
-        return record
-
-    def retirement(self, retirement: Retirement) -> RetirementFacts:
-        self.need(retirement.entry)
-        return RetirementFacts(
-            id=retirement.id,
-            entry=retirement.entry,
-            holder=retirement.holder,
-            quantity=retirement.quantity,
-            blocks=retirement.blocks,
-            beneficiary=retirement.beneficiary,
-            purpose=retirement.purpose,
-            event_id=retirement.event_id,
-            year=retirement.year,
-            reason=retirement.reason,
-            time=retirement.retired_time,
-        )
-
-    def batches(self, blocks: Iterable[str]) -> tuple[BatchStatement, ...]:
-        batch_ids = list(dict.fromkeys(parse_block(text).batch_id for text in blocks))
-        statements = []
-        for batch_id in batch_ids:
-            batch = self._record(Batch, batch_id)
-            report = self._record(Report, batch.report_id)
-            found = store.find_entries(self.conn, "report.verify", start=report.submitted_at + 1, stop=batch.issued_at)
-            verifications = [index for index, p in _payloads(found) if p["report_id"] == report.id]
-            if not verifications:
-                raise IntegrityError(f"batch {batch_id}: no report.verify entry for report {report.id}")
-            self.need(report.submitted_at, verifications[-1], batch.issued_at)
-            statements.append(
-                BatchStatement(
-                    id=batch.id,
-                    project=batch.project_id,
-                    vintage=batch.vintage,
-                    quantity=batch.quantity,
-                    report=report.id,
-                    report_entry=report.submitted_at,
-                    verification_entry=verifications[-1],
-                    issuance_entry=batch.issued_at,
-                )
-            )
-        return tuple(statements)
-
-    def claim(self, claim: Claim) -> ClaimStatement:
-        event = self._record(Event, claim.event_id)
-        found = store.find_entries(
-            self.conn, "event.footprint", start=event.registered_at + 1, stop=claim.entry, actor=event.organiser
-        )
-        footprints = [
-            index
-            for index, p in _payloads(found)
-            if p["event_id"] == event.id and p["stage"] == FootprintStage.FINAL.value
-        ]
-        if not footprints:
-            raise IntegrityError(f"claim {claim.id}: no final footprint entry for event {event.id}")
-        retirements = [self.retirement(self._record(Retirement, rid)) for rid in claim.retirements]
-        self.need(claim.entry, event.registered_at, footprints[-1])
-        return ClaimStatement(
-            id=claim.id,
-            entry=claim.entry,
-            time=claim.issued_time,
-            event=EventStatement(
-                id=event.id,
-                entry=event.registered_at,
-                organiser=event.organiser,
-                name=event.name,
-                kind=event.kind,
-                venue=event.venue,
-                start_date=event.start_date,
-                end_date=event.end_date,
-                expected_attendees=event.expected_attendees,
-            ),
-            footprint_kg=claim.footprint_kg,
-            footprint=dict(claim.footprint),
-            footprint_entry=footprints[-1],
-            units=claim.units,
-            retirements=tuple(retirements),
-            blocks=claim.blocks,
-            batches=self.batches(claim.blocks),
-        )
-
-    def add_provenance(self) -> None:
-        """Add, for every entry collected, the entries that prove its signer's key and authority, recursively."""
-        self.need(0)
-        genesis_actor = self.bodies[0].actor
-        pending = sorted(self.entries, reverse=True)
-        while pending:
-            index = pending.pop()
-            if index == 0:
-                continue
-            body = self.bodies[index]
-            key = self._record(Key, body.key_id)
-            wanted = [key.added_at]
-            if body.kind in _AUTHORITY_KINDS and body.actor != genesis_actor:
-                wanted.append(self._authority_grant(body.actor, before=index))
-            new = [i for i in wanted if i not in self.entries]
-            self.need(*new)
-            pending.extend(new)
-
-    def _authority_grant(self, actor: str, *, before: int) -> int:
-        """The last entry before `before` that set `actor`'s roles: its registration or a set_roles."""
-        participant = self._record(Participant, actor)
-        found = store.find_entries(self.conn, "participant.set_roles", start=participant.registered_at + 1, stop=before)
-        changes = [index for index, p in _payloads(found) if p["participant_id"] == actor]
-        return changes[-1] if changes else participant.registered_at
-
-    def bundle(
-        self, kind: CertificateKind, record_id: str, statement: RetirementStatement | ClaimStatement
-    ) -> Certificate:
-        checkpoint = store.latest_checkpoint(self.conn)
-        if checkpoint is None:
-            raise IntegrityError("the registry has entries but no signed checkpoint")
-        note = checkpoint.note
-        lines = store.cosignature_lines(self.conn, checkpoint.size)
-        if lines:
-            note = add_signatures(note, *(parse_signature_line(line, what="stored cosignature") for line in lines))
-        indexes = sorted(self.entries)
-        if indexes[-1] >= checkpoint.size:
-            raise IntegrityError(f"the latest checkpoint covers {checkpoint.size} entries", index=indexes[-1])
-        proofs = inclusion_proofs(store.DbNodeReader(self.conn), indexes, checkpoint.size)
-        entries = tuple(
-            CertificateEntry(
-                index=index,
-                role=ENTRY_ROLES[self.bodies[index].kind],
-                leaf=b64encode(self.data[index]),
-                inclusion_proof=tuple(b64encode(h) for h in proof),
-            )
-            for index, proof in zip(indexes, proofs, strict=True)
-        )
-        genesis = self.bodies[0].payload
-        assert isinstance(genesis, RegistryGenesis)
-        common: dict[str, Any] = {
-            "format": CERTIFICATE_FORMAT,
-            "id": record_id,
-            "origin": self.bodies[0].origin,
-            "vkey": genesis.registry_vkey,
-            "checkpoint": note.decode("utf-8"),
-            "entries": entries,
-        }
-        if kind == "retirement":
-            assert isinstance(statement, RetirementStatement)
-            return RetirementCertificate(kind="retirement", statement=statement, **common)
-        assert isinstance(statement, ClaimStatement)
-        return ClaimCertificate(kind="claim", statement=statement, **common)
-
-
-def _payloads(stored: Iterable[StoredEntry]) -> list[tuple[int, dict[str, Any]]]:
-    """Each stored entry's index and payload as JSON (to pick entries by what they are about)."""
-    found = []
-    for item in stored:
-        try:
-            payload = decode_entry(item.data, index=item.index).body().payload
-        except EncodingError as exc:
-            raise IntegrityError(str(exc), index=item.index) from None
-        found.append((item.index, payload.model_dump(mode="json")))
-    return found
-
-
 # --- verifying -----------------------------------------------------------------------------------------
 
 
@@ -542,38 +102,6 @@ class VerifiedCertificate:
     """What an offline check cannot prove; the full audit covers each of these."""
     proven: tuple[str, ...] = ()
     """Which statement fields the signed entries prove, each with the entries it rests on."""
-
-
-def parse_certificate(data: bytes) -> Certificate:
-    """Parse certificate bytes strictly (step 1 of `verify_certificate`); raise `CertificateError`."""
-    if not isinstance(data, bytes | bytearray):
-        raise CertificateError(f"certificate: expected bytes, found {type(data).__name__}")
-    if len(data) > MAX_CERTIFICATE_BYTES:
-        raise CertificateError(f"certificate: {len(data)} bytes, over the limit of {MAX_CERTIFICATE_BYTES}")
-    try:
-        value = loads_strict(bytes(data), what="certificate")
-    except EncodingError as exc:
-        raise CertificateError(str(exc)) from None
-    if not isinstance(value, dict):
-        raise CertificateError(f"certificate: expected a JSON object, found {_json_type(value)}")
-    if value.get("format") != CERTIFICATE_FORMAT:
-        raise CertificateError(
-            f"certificate: format is {_clip(repr(value.get('format')))}, expected {CERTIFICATE_FORMAT!r}"
-        )
-    kind = value.get("kind")
-    model = _CERTIFICATE_TYPES.get(kind) if isinstance(kind, str) else None
-    if model is None:
-        raise CertificateError(f"certificate: kind is {_clip(repr(kind))}, expected 'retirement' or 'claim'")
-    try:
-        certificate = model.model_validate_json(bytes(data))
-    except ValidationError as exc:
-        raise CertificateError(f"certificate: {_describe(exc)}") from None
-    if certificate.statement.id != certificate.id:
-        raise CertificateError(
-            f"certificate: is for {certificate.kind} {certificate.id!r}, but its statement is about "
-            f"{certificate.statement.id!r}"
-        )
-    return certificate
 
 
 @dataclass(frozen=True, slots=True)
@@ -625,7 +153,7 @@ def verify_certificate(data: bytes, vkey: str) -> VerifiedCertificate:
         raise CertificateError(f"the verifier key given: {exc}") from None
     if certificate.vkey != vkey:
         raise CertificateError(
-            f"certificate: names the registry verifier key {_clip(certificate.vkey)!r}, but it is being verified "
+            f"certificate: names the registry verifier key {clip(certificate.vkey)!r}, but it is being verified "
             f"with {vkey!r}: it comes from another registry, or the key given is wrong"
         )
     try:
@@ -683,7 +211,7 @@ def _proven(statement: RetirementStatement | ClaimStatement, size: int, key: str
             f"registration at entry {event.entry}, which the claim's signed event_entry names",
             f"footprint: {statement.footprint_kg} kgCO2e and its sources, from the final declaration at entry "
             f"{statement.footprint_entry}, signed by the organiser",
-            f"coverage: {statement.units} units in blocks {_clip(', '.join(statement.blocks))}, retired by the "
+            f"coverage: {statement.units} units in blocks {clip(', '.join(statement.blocks))}, retired by the "
             f"organiser for event {event.id} before the claim, cover ceil({statement.footprint_kg} / "
             f"{UNITS_PER_CDCER_KG}) units",
         ]
@@ -738,7 +266,7 @@ def _check_entry(item: CertificateEntry, leaf: bytes, origin: str) -> _Item:
     except EncodingError as exc:
         raise CertificateError(f"{what}: {str(exc).removeprefix(f'entry {item.index}: ')}") from None
     if body.origin != origin:
-        raise CertificateError(f"{what}: transaction is for registry {_clip(body.origin)!r}, expected {origin!r}")
+        raise CertificateError(f"{what}: transaction is for registry {clip(body.origin)!r}, expected {origin!r}")
     expected_role = ENTRY_ROLES.get(body.kind)
     if expected_role is None:
         raise CertificateError(f"{what}: transactions of kind {body.kind} have no place in a certificate")
@@ -797,7 +325,7 @@ def _check_provenance(log: _Log, vkey: str) -> dict[int, list[int]]:
         raise CertificateError(f"entry 0 ({genesis.role}): is of kind {genesis.body.kind}, expected registry.genesis")
     if payload.registry_vkey != vkey:
         raise CertificateError(
-            f"entry 0 (genesis): founds the registry with verifier key {_clip(payload.registry_vkey)!r}, "
+            f"entry 0 (genesis): founds the registry with verifier key {clip(payload.registry_vkey)!r}, "
             f"expected the given {vkey!r}"
         )
     genesis_actor = genesis.body.actor
@@ -831,7 +359,7 @@ def _check_provenance(log: _Log, vkey: str) -> dict[int, list[int]]:
                 "introduces (participant.register, key.add or key.rotate)"
             )
         needs[index] = [earlier[position - 1]]
-        if item.body.kind in _AUTHORITY_KINDS and actor != genesis_actor:
+        if item.body.kind in AUTHORITY_KINDS and actor != genesis_actor:
             history = grants.get(actor, [])
             position = bisect.bisect_left(history, (index,))
             if position == 0:
@@ -869,7 +397,7 @@ def _check_all_needed(log: _Log, needs: Mapping[int, list[int]]) -> None:
 def _agree(what: str, stated: object, signed: object, index: int) -> None:
     if stated != signed:
         raise CertificateError(
-            f"statement: {what} is {_clip(repr(stated))}, but entry {index} signed {_clip(repr(signed))}"
+            f"statement: {what} is {clip(repr(stated))}, but entry {index} signed {clip(repr(signed))}"
         )
 
 
@@ -1075,8 +603,8 @@ def _check_claim_statement(log: _Log, statement: ClaimStatement, limits: list[st
     blocks = tuple(block for r in statement.retirements for block in r.blocks)
     if statement.blocks != blocks:
         raise CertificateError(
-            f"statement: {what}: blocks {_clip(repr(list(statement.blocks)))} are not its retirements' blocks "
-            f"{_clip(repr(list(blocks)))}"
+            f"statement: {what}: blocks {clip(repr(list(statement.blocks)))} are not its retirements' blocks "
+            f"{clip(repr(list(blocks)))}"
         )
     needed = -(-statement.footprint_kg // UNITS_PER_CDCER_KG)
     if units < needed:
@@ -1087,28 +615,8 @@ def _check_claim_statement(log: _Log, statement: ClaimStatement, limits: list[st
     limits.append(LIMIT_FOOTPRINT)
 
 
-# --- helpers -------------------------------------------------------------------------------------------
-
-
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors()[:3]:
-        where = ".".join(str(p) for p in error["loc"]) or "document"
-        parts.append(f"{where}: {error['msg']}")
-    more = len(exc.errors()) - 3
-    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
-
-
 def _utf8(text: str, what: str) -> bytes:
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise CertificateError(f"{what}: not encodable as UTF-8 ({exc.reason} at {exc.start})") from None
-
-
-def _json_type(value: object) -> str:
-    return {list: "an array", str: "a string", int: "a number", bool: "a boolean"}.get(type(value), "null")
-
-
-def _clip(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[:limit] + "…"
