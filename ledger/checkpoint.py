@@ -297,6 +297,76 @@ def verify_cosignatures(signed: SignedCheckpoint, witnesses: Sequence[Cosignatur
     return tuple(found.values())
 
 
+@dataclass(frozen=True, slots=True)
+class WitnessCheck:
+    """Which of the witnesses asked for cosigned one checkpoint, and whether enough of them did.
+
+    `missing` and `invalid` name witnesses as ``<name>+<8 hex key id>``: missing ones left no
+    cosignature line, invalid ones only lines that do not verify for this checkpoint's text.
+    """
+
+    required: int
+    cosigned: tuple[Cosignature, ...]
+    missing: tuple[str, ...]
+    invalid: tuple[str, ...]
+
+    @property
+    def satisfied(self) -> bool:
+        """Whether at least `required` of the witnesses cosigned."""
+        return len(self.cosigned) >= self.required
+
+    def shortfall(self) -> str | None:
+        """None if satisfied, else what is lacking, naming the witnesses that did not cosign."""
+        if self.satisfied:
+            return None
+        parts = [f"{len(self.cosigned)} valid witness cosignature(s), {self.required} required"]
+        if self.missing:
+            parts.append("none from " + ", ".join(self.missing))
+        if self.invalid:
+            parts.append("an invalid one from " + ", ".join(self.invalid))
+        return "; ".join(parts)
+
+
+def check_witnesses(
+    signed: SignedCheckpoint, witnesses: Sequence[CosignatureVerifier], *, required: int
+) -> WitnessCheck:
+    """Check that at least `required` of `witnesses` cosigned this exact checkpoint.
+
+    Steps: (1) `required` is between 0 and the number of distinct witness keys (else `NoteError`);
+    (2) each witness's cosignature lines are checked over the checkpoint's text: one that verifies
+    counts, one that does not (a malformed field, or a cosignature of another checkpoint) is not
+    counted and the witness is named in `invalid`; (3) a witness without a line is `missing`.
+    Unlike `verify_cosignatures`, an invalid line does not reject the checkpoint, since a registry
+    can append any line: what counts is how many of the witnesses vouched for this text.
+    Signatures by other keys are ignored; `cosigned` follows the order of `witnesses`.
+    """
+    distinct = {(witness.name, bytes(witness.key_id)): witness for witness in witnesses}
+    # (1) a reachable requirement
+    if isinstance(required, bool) or not isinstance(required, int) or not 0 <= required <= len(distinct):
+        raise NoteError(f"required witness cosignatures must be between 0 and {len(distinct)}, found {required!r}")
+    # (2) the lines by each witness, over this checkpoint's text
+    text = signed.note.text.encode("utf-8")
+    lines: dict[tuple[str, bytes], list[NoteSignature]] = {}
+    for sig in signed.note.signatures:
+        lines.setdefault((sig.name, bytes(sig.key_id)), []).append(sig)
+    cosigned: list[Cosignature] = []
+    missing: list[str] = []
+    invalid: list[str] = []
+    for key, witness in distinct.items():
+        label = f"{witness.name}+{witness.key_id.hex()}"
+        found = lines.get(key)
+        if not found:
+            missing.append(label)  # (3)
+            continue
+        valid = next((sig for sig in found if witness.verify(text, sig.signature)), None)
+        if valid is None:
+            invalid.append(label)
+            continue
+        timestamp = cosignature_timestamp(valid)  # well-formed, since it verified
+        cosigned.append(Cosignature(name=witness.name, key_id=witness.key_id, timestamp=timestamp))
+    return WitnessCheck(required=required, cosigned=tuple(cosigned), missing=tuple(missing), invalid=tuple(invalid))
+
+
 # --- helpers -------------------------------------------------------------------------------------
 
 

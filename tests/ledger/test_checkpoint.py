@@ -13,7 +13,9 @@ from ledger.checkpoint import (
     Checkpoint,
     CosignatureSigner,
     CosignatureVerifier,
+    SignedCheckpoint,
     add_cosignature,
+    check_witnesses,
     cosignature_message,
     cosignature_timestamp,
     open_checkpoint,
@@ -22,7 +24,16 @@ from ledger.checkpoint import (
     verify_cosignatures,
 )
 from ledger.errors import NoteError
-from ledger.note import KeyId, NoteSignature, NoteSigner, NoteVerifier, open_note, parse_note, sign_note
+from ledger.note import (
+    KeyId,
+    NoteSignature,
+    NoteSigner,
+    NoteVerifier,
+    add_signatures,
+    open_note,
+    parse_note,
+    sign_note,
+)
 
 EM = "\u2014"
 ORIGIN = "registry.cdcer.example/log"
@@ -276,8 +287,6 @@ def test_cosignature_with_tampered_timestamp_does_not_verify() -> None:
     with pytest.raises(NoteError, match="does not verify for this checkpoint"):
         add_cosignature(data, tampered, w.verifier())
     # Served anyway (e.g. by a dishonest registry): a client that knows the witness rejects it.
-    from ledger.note import add_signatures
-
     served = open_checkpoint(add_signatures(data, tampered), registry().verifier())
     with pytest.raises(NoteError, match=f"invalid cosignature from known witness {w.name}\\+{w.key_id.hex()}"):
         verify_cosignatures(served, [w.verifier()])
@@ -366,3 +375,77 @@ def test_malformed_cosigner() -> None:
         CosignatureSigner("w", bytes(16))
     with pytest.raises(NoteError, match="key id 00000000 should be"):
         CosignatureVerifier(name="w", key_id=KeyId(bytes(4)), public_key=bytes(32))
+
+
+# --- a witness policy: at least N of these witnesses cosigned this checkpoint ------------------------
+
+
+def cosigned_by(cp: Checkpoint, *signatures: NoteSignature) -> SignedCheckpoint:
+    """`cp` signed by the registry with these signature lines added as served (none of them checked)."""
+    return open_checkpoint(add_signatures(sign_checkpoint(cp, registry()), *signatures), registry().verifier())
+
+
+def label(signer: CosignatureSigner) -> str:
+    return f"{signer.name}+{signer.key_id.hex()}"
+
+
+def test_check_witnesses_counts_the_witnesses_that_cosigned_this_checkpoint() -> None:
+    cp = Checkpoint(origin=ORIGIN, size=7, root_hash=root(7))
+    w1, w2, w3 = witness("w1.example", 1), witness("w2.example", 2), witness("w3.example", 3)
+    signed = cosigned_by(cp, w2.cosign(cp.body(), 20), w1.cosign(cp.body(), 10))
+    check = check_witnesses(signed, [w1.verifier(), w2.verifier(), w3.verifier()], required=2)
+    assert check.satisfied
+    assert check.shortfall() is None
+    assert [(c.name, c.timestamp) for c in check.cosigned] == [("w1.example", 10), ("w2.example", 20)]
+    assert (check.missing, check.invalid) == ((label(w3),), ())
+
+    all_three = check_witnesses(signed, [w1.verifier(), w2.verifier(), w3.verifier()], required=3)
+    assert not all_three.satisfied
+    assert all_three.shortfall() == f"2 valid witness cosignature(s), 3 required; none from {label(w3)}"
+    # None required: a report, never a refusal.
+    assert check_witnesses(cosigned_by(cp), [w1.verifier()], required=0).satisfied
+
+
+def test_check_witnesses_does_not_count_a_cosignature_of_another_checkpoint() -> None:
+    cp7 = Checkpoint(origin=ORIGIN, size=7, root_hash=root(7))
+    cp8 = Checkpoint(origin=ORIGIN, size=8, root_hash=root(8))
+    w1, w2 = witness("w1.example", 1), witness("w2.example", 2)
+    # The registry serves checkpoint 8 with w1's cosignature of checkpoint 7 copied onto it.
+    signed = cosigned_by(cp8, w1.cosign(cp7.body(), 10), w2.cosign(cp8.body(), 11))
+    check = check_witnesses(signed, [w1.verifier(), w2.verifier()], required=2)
+    assert not check.satisfied
+    assert [c.name for c in check.cosigned] == ["w2.example"]
+    assert (check.missing, check.invalid) == ((), (label(w1),))
+    assert check.shortfall() == f"1 valid witness cosignature(s), 2 required; an invalid one from {label(w1)}"
+    # w2's own cosignature counts: an invalid line by one witness does not reject the checkpoint.
+    assert check_witnesses(signed, [w1.verifier(), w2.verifier()], required=1).satisfied
+
+
+def test_check_witnesses_refuses_malformed_lines_and_other_keys() -> None:
+    cp = Checkpoint(origin=ORIGIN, size=7, root_hash=root(7))
+    w1 = witness("w1.example", 1)
+    impostor = CosignatureSigner("w1.example", bytes([99]) * 32)  # the name, another key: another key id
+    plain = NoteSignature(name=w1.name, key_id=w1.key_id, signature=bytes(64))
+    too_late = NoteSignature(name=w1.name, key_id=w1.key_id, signature=b"\xff" * 72)
+    for lines, missing, invalid in [
+        ((plain,), (), (label(w1),)),
+        ((too_late,), (), (label(w1),)),
+        ((impostor.cosign(cp.body(), 1),), (label(w1),), ()),
+    ]:
+        check = check_witnesses(cosigned_by(cp, *lines), [w1.verifier()], required=1)
+        assert (check.satisfied, check.cosigned, check.missing, check.invalid) == (False, (), missing, invalid)
+    # A valid line beside a bad one by the same witness counts.
+    check = check_witnesses(cosigned_by(cp, plain, w1.cosign(cp.body(), 5)), [w1.verifier()], required=1)
+    assert [c.timestamp for c in check.cosigned] == [5]
+    assert check.invalid == ()
+
+
+def test_check_witnesses_needs_a_reachable_requirement() -> None:
+    cp = Checkpoint(origin=ORIGIN, size=7, root_hash=root(7))
+    w1 = witness("w1.example", 1)
+    signed = cosigned_by(cp, w1.cosign(cp.body(), 1))
+    # The same key given twice is one witness.
+    assert check_witnesses(signed, [w1.verifier(), w1.verifier()], required=1).satisfied
+    for required in (2, -1, True):
+        with pytest.raises(NoteError, match="required witness cosignatures must be between 0 and 1"):
+            check_witnesses(signed, [w1.verifier(), w1.verifier()], required=required)
