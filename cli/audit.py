@@ -5,7 +5,9 @@ An auditor needs only the registry's URL and its verifier key (``--vkey``, obtai
 proof) and then verifies only the entries added since (`ledger.audit.audit_extension`): their encoding,
 chain, that they extend the saved tree to the new signed root, and their signatures. What needs the
 state replayed from entry 0 (whose key signed, roles, business rules) is left to a full audit, and the
-report says so in ``limits``. Exit codes: 0 verified,
+report says so in ``limits``. ``verify --url --witness VKEY`` (repeatable, with ``--min-witnesses N``)
+also requires the registry's checkpoint to carry valid cosignatures by at least N of those witnesses,
+checked before the audit starts. Exit codes: 0 verified,
 1 integrity failure (a finding, a proof or signature that does not verify, a malformed export),
 2 usage (options, a malformed --vkey), 3 operational (unreachable registry, unreadable file).
 """
@@ -20,7 +22,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.console import EXIT_INTEGRITY, EXIT_OK, EXIT_OPERATIONAL, EXIT_USAGE, err, fail
+from cli.console import EXIT_INTEGRITY, EXIT_OK, EXIT_OPERATIONAL, EXIT_USAGE, echo, err, fail
 from cli.sources import (
     ExportSource,
     MalformedExport,
@@ -29,8 +31,9 @@ from cli.sources import (
     SourceUnavailable,
     write_export,
 )
+from cli.witness import MinWitnessesOpt, WitnessOpt, require_witnesses, witness_policy
 from ledger.audit import EXTENSION_LIMITS, AuditReport, audit, audit_extension
-from ledger.checkpoint import Checkpoint, open_checkpoint
+from ledger.checkpoint import Checkpoint, SignedCheckpoint, open_checkpoint
 from ledger.encoding import b64decode, b64encode
 from ledger.errors import LedgerError, NoteError, ProofError, StorageError
 from ledger.log import StoredEntry
@@ -67,8 +70,13 @@ def _verifier(vkey: str) -> NoteVerifier:
 
 def _open(note: bytes, verifier: NoteVerifier, *, what: str) -> Checkpoint:
     """A checkpoint whose registry signature verifies, or exit 1."""
+    return _open_signed(note, verifier, what=what).checkpoint
+
+
+def _open_signed(note: bytes, verifier: NoteVerifier, *, what: str) -> SignedCheckpoint:
+    """A signed checkpoint whose registry signature verifies, with its note, or exit 1."""
     try:
-        return open_checkpoint(note, verifier).checkpoint
+        return open_checkpoint(note, verifier)
     except NoteError as exc:
         fail(f"{what} does not verify with --vkey: {exc}", EXIT_INTEGRITY)
 
@@ -114,6 +122,8 @@ def verify(
         Path | None,
         typer.Option("--since", help="A checkpoint saved by `cdcer audit checkpoint`: prove the log extends it."),
     ] = None,
+    witness: WitnessOpt = None,
+    min_witnesses: MinWitnessesOpt = None,
     as_json: JsonOption = False,
     workers: Annotated[int | None, typer.Option(min=1, help="Signature-checking processes (default: cores).")] = None,
 ) -> None:
@@ -122,11 +132,15 @@ def verify(
         fail("give exactly one of --database, --url, --export", EXIT_USAGE)
     if since is not None and (url is None or vkey is None):
         fail("--since needs --url and --vkey", EXIT_USAGE)
+    policy = witness_policy(witness, min_witnesses)
+    if policy is not None and (url is None or vkey is None):
+        fail("--witness needs --url and --vkey (the registry's checkpoint is what the witnesses cosign)", EXIT_USAGE)
     if vkey is not None:
         _verifier(vkey)
     show_progress = not as_json and sys.stderr.isatty()
     progress = (lambda n: err.print(f"verified {n:,} entries", end="\r")) if show_progress else None
     since_report: dict[str, Any] | None = None
+    witnesses: dict[str, Any] | None = None
     try:
         if database is not None:
             engine = make_engine(database)
@@ -136,6 +150,10 @@ def verify(
         elif url is not None:
             with RegistryClient(url) as client:
                 remote = RemoteSource(client)
+                if policy is not None and vkey is not None:
+                    # (before the audit, which may take long) the checkpoint it will verify, cosigned
+                    signed = _open_signed(remote.note, _verifier(vkey), what="the registry's checkpoint")
+                    witnesses = require_witnesses(signed, policy, what="the registry's checkpoint", as_json=as_json)
                 if since is not None and vkey is not None:
                     since_report, report = _since(client, remote, since, _verifier(vkey), progress)
                 else:
@@ -147,7 +165,7 @@ def verify(
         fail(str(exc), EXIT_OPERATIONAL)
     except (LedgerError, MalformedExport) as exc:
         fail(str(exc), EXIT_INTEGRITY)
-    _print_report(report, since_report, as_json)
+    _print_report(report, since_report, witnesses, as_json)
     if vkey is None and not as_json:
         err.print("note: no --vkey given; checkpoints were checked against the key named in entry 0 only")
     raise typer.Exit(EXIT_OK if report.verified else EXIT_INTEGRITY)
@@ -200,13 +218,18 @@ def _since(
     return since, report
 
 
-def _print_report(report: AuditReport, since: dict[str, Any] | None, as_json: bool) -> None:
+def _print_report(
+    report: AuditReport, since: dict[str, Any] | None, witnesses: dict[str, Any] | None, as_json: bool
+) -> None:
     if as_json:
         body = report.to_json()
         if since is not None:
             body["since"] = since
+        if witnesses is not None:
+            body["witnesses"] = witnesses
         _echo_json(body)
-    elif report.verified:
+        return
+    if report.verified:
         if since is None:
             typer.echo(f"verified: {report.entries:,} entries, {report.checkpoints:,} checkpoints")
         else:
@@ -217,7 +240,10 @@ def _print_report(report: AuditReport, since: dict[str, Any] | None, as_json: bo
             for limit in since["limits"]:
                 err.print(f"note: {limit}", highlight=False, markup=False)
     else:
-        typer.echo(f"NOT verified: {report.finding_count} finding(s); first: {report.first_finding()}")
+        echo(f"NOT verified: {report.finding_count} finding(s); first: {report.first_finding()}")
+    if witnesses is not None:
+        cosigned = ", ".join(c["witness"] for c in witnesses["cosigned"]) or "none"
+        echo(f"witnesses: the checkpoint is cosigned by {cosigned} ({witnesses['required']} required)")
 
 
 @app.command("export")
@@ -301,7 +327,7 @@ def checkpoint(
         _echo_json(result)
     else:
         grown = "" if previous is None else f", consistent with the saved {previous.size:,}"
-        typer.echo(f"checkpoint verified: {new.origin} size {new.size:,} root {result['root_hash']}{grown}")
+        echo(f"checkpoint verified: {new.origin} size {new.size:,} root {result['root_hash']}{grown}")
 
 
 @proof_app.command("inclusion")

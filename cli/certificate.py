@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from cli.console import EXIT_INTEGRITY, EXIT_OK, EXIT_USAGE, err, fail
+from cli.console import EXIT_INTEGRITY, EXIT_OK, EXIT_USAGE, add_row, err, fail, json_text, plain, printable, stdout
+from cli.witness import MinWitnessesOpt, WitnessOpt, require_witnesses, witness_policy
 from ledger.certificate import (
     MAX_CERTIFICATE_BYTES,
     ClaimStatement,
@@ -20,6 +20,7 @@ from ledger.certificate import (
     parse_certificate,
     verify_certificate,
 )
+from ledger.checkpoint import open_checkpoint
 from ledger.errors import CertificateError, NoteError
 from ledger.note import NoteVerifier
 
@@ -33,17 +34,28 @@ def verify(
         str,
         typer.Option(help="The registry's verifier key, obtained out of band (the string, or a file holding it)."),
     ],
+    witness: WitnessOpt = None,
+    min_witnesses: MinWitnessesOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable result on stdout.")] = False,
 ) -> None:
-    """Verify a certificate offline; exit 0 verified, 1 it does not verify, 2 bad --vkey or unreadable file."""
+    """Verify a certificate offline; exit 0 verified, 1 it does not verify, 2 bad --vkey or unreadable file.
+
+    With --witness, its checkpoint must also carry cosignatures by (--min-witnesses of) those witnesses.
+    """
     key = _verifier_key(vkey)
+    policy = witness_policy(witness, min_witnesses)
     data = _read(file)
     try:
         verified = verify_certificate(data, key)
     except CertificateError as exc:
         if as_json:
-            typer.echo(json.dumps({"verified": False, "reason": str(exc)}, indent=2, ensure_ascii=False))
+            typer.echo(json_text({"verified": False, "reason": str(exc)}))
         fail(f"{file} does not verify: {exc}", EXIT_INTEGRITY)
+    witnesses = None
+    if policy is not None:
+        # The very checkpoint note the certificate verified against: the same bytes, opened again.
+        signed = open_checkpoint(parse_certificate(data).checkpoint.encode(), NoteVerifier.from_vkey(key))
+        witnesses = require_witnesses(signed, policy, what="the certificate's checkpoint", as_json=as_json)
     statement = verified.statement
     if as_json:
         result = {
@@ -58,20 +70,24 @@ def verify(
             "statement": statement.model_dump(mode="json"),
             "limits": list(verified.limits),
         }
-        typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        if witnesses is not None:
+            result["witnesses"] = witnesses
+        typer.echo(json_text(result))
         raise typer.Exit(EXIT_OK)
-    out = _stdout()
-    out.print(f"verified: {verified.kind} certificate {verified.id}", markup=False, highlight=False)
+    out = stdout()
+    out.print(printable(f"verified: {verified.kind} certificate {verified.id}"))
     summary = _table()
-    summary.add_row("registry", verified.origin)
-    summary.add_row("checkpoint", f"size {verified.checkpoint_size:,}, root {verified.root_hash.hex()}")
-    summary.add_row("signed by", verified.key_id)
-    summary.add_row("entries", ", ".join(str(index) for index in verified.entries))
+    add_row(summary, "registry", verified.origin)
+    add_row(summary, "checkpoint", f"size {verified.checkpoint_size:,}, root {verified.root_hash.hex()}")
+    add_row(summary, "signed by", verified.key_id)
+    if witnesses is not None:
+        add_row(summary, "cosigned by", ", ".join(c["witness"] for c in witnesses["cosigned"]) or "(none)")
+    add_row(summary, "entries", ", ".join(str(index) for index in verified.entries))
     out.print(summary)
     out.print(_statement_table(statement))
-    out.print("What this offline check cannot prove (the full audit, cdcer audit verify, does):", markup=False)
+    out.print("What this offline check cannot prove (the full audit, cdcer audit verify, does):")
     for limit in verified.limits:
-        out.print(f"  - {limit}", markup=False, highlight=False)
+        out.print(printable(f"  - {limit}"))
 
 
 @app.command("show")
@@ -100,14 +116,14 @@ def show(
             "entries": [entry.index for entry in certificate.entries],
             "statement": certificate.statement.model_dump(mode="json"),
         }
-        typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        typer.echo(json_text(result))
         return
-    out = _stdout()
-    out.print(f"{certificate.kind} certificate {certificate.id} (not verified)", markup=False, highlight=False)
+    out = stdout()
+    out.print(printable(f"{certificate.kind} certificate {certificate.id} (not verified)"))
     summary = _table()
-    summary.add_row("registry", certificate.origin)
-    summary.add_row("verifier key it names", certificate.vkey)
-    summary.add_row("entries", ", ".join(str(entry.index) for entry in certificate.entries))
+    add_row(summary, "registry", certificate.origin)
+    add_row(summary, "verifier key it names", certificate.vkey)
+    add_row(summary, "entries", ", ".join(str(entry.index) for entry in certificate.entries))
     out.print(summary)
     out.print(_statement_table(certificate.statement))
 
@@ -143,11 +159,6 @@ def _read(path: Path) -> bytes:
     return data
 
 
-def _stdout() -> Console:
-    # Piped or captured output keeps long values (keys, hashes, serial blocks) on one line, whole.
-    return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 1000)
-
-
 def _table() -> Table:
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
@@ -157,7 +168,7 @@ def _table() -> Table:
 
 def _statement_table(statement: RetirementStatement | ClaimStatement) -> Table:
     table = _table()
-    table.title = "statement"
+    table.title = Text("statement")
     table.title_justify = "left"
     rows: list[tuple[str, Any]]
     if isinstance(statement, RetirementStatement):
@@ -172,12 +183,17 @@ def _statement_table(statement: RetirementStatement | ClaimStatement) -> Table:
             *((f"  {source}", f"{kg:,} kg") for source, kg in sorted(statement.footprint.items())),
             ("units required", f"{statement.units:,}"),
             ("retirements", ", ".join(f"{r.id} ({r.quantity:,})" for r in statement.retirements)),
-            ("blocks", "\n".join(statement.blocks)),
+            ("blocks", _lines(statement.blocks)),
         ]
     batches = ", ".join(f"{b.id} ({b.project}, vintage {b.vintage})" for b in statement.batches)
     for label, value in [*rows, ("batches", batches)]:
-        table.add_row(label, str(value))
+        add_row(table, label, value)
     return table
+
+
+def _lines(values: Sequence[str]) -> Text:
+    """One line per value, each inert: a newline inside a value is escaped, not a line of its own."""
+    return Text("\n").join(plain(value) for value in values)
 
 
 def _retirement_rows(retirement: RetirementFacts) -> list[tuple[str, Any]]:
@@ -189,5 +205,5 @@ def _retirement_rows(retirement: RetirementFacts) -> list[tuple[str, Any]]:
         ("purpose", retirement.purpose + (f" (event {retirement.event_id})" if retirement.event_id else "")),
         *([] if retirement.year is None else [("year", retirement.year)]),
         ("reason", retirement.reason),
-        ("blocks", "\n".join(retirement.blocks)),
+        ("blocks", _lines(retirement.blocks)),
     ]

@@ -20,10 +20,8 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import httpx
 import typer
 from pydantic import BaseModel, ValidationError
-from rich.console import Console
-from rich.table import Table
 
-from cli.console import EXIT_INTEGRITY, EXIT_OPERATIONAL, EXIT_USAGE, fail
+from cli.console import EXIT_INTEGRITY, EXIT_OPERATIONAL, EXIT_USAGE, add_row, fail, json_text, stdout, table
 from ledger.checkpoint import open_checkpoint
 from ledger.encoding import b64decode
 from ledger.errors import KeyFileError, LedgerError
@@ -37,7 +35,6 @@ DEFAULT_REGISTRY = "http://127.0.0.1:8000"
 KEY_PASSPHRASE = "CDCER_KEY_PASSPHRASE"
 TIMEOUT = 30.0
 
-out = Console(soft_wrap=True)
 M = TypeVar("M", bound=BaseModel)
 
 RegistryOpt = Annotated[str, typer.Option("--registry", envvar="CDCER_REGISTRY_URL", help="The registry's base URL.")]
@@ -245,8 +242,11 @@ def verify_receipt(receipt: dict[str, Any], verifier: NoteVerifier, origin: str)
 # --- output ------------------------------------------------------------------------------------
 
 
+# Everything shown comes from the registry: every cell goes through `cli.console.add_row` (inert text).
+
+
 def show_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
+    typer.echo(json_text(value))
 
 
 def show_receipt(receipt: dict[str, Any], *, as_json: bool) -> None:
@@ -254,29 +254,28 @@ def show_receipt(receipt: dict[str, Any], *, as_json: bool) -> None:
     if as_json:
         show_json(receipt)
         return
-    table = Table(show_header=False)
-    table.add_row("entry", str(receipt["index"]))
-    table.add_row("tree size", str(receipt["tree_size"]))
+    shown = table(show_header=False)
+    add_row(shown, "entry", receipt["index"])
+    add_row(shown, "tree size", receipt["tree_size"])
     if receipt.get("duplicate"):
-        table.add_row("note", "already in the log: nothing appended")
+        add_row(shown, "note", "already in the log: nothing appended")
     for name, value in (receipt.get("outcome") or {}).items():
-        table.add_row(name, value if isinstance(value, str) else json.dumps(value))
-    out.print(table)
+        add_row(shown, name, value if isinstance(value, str) else json.dumps(value))
+    stdout().print(shown)
 
 
 def show_record(record: dict[str, Any], *, title: str) -> None:
     """A flat table of a record's scalar fields."""
-    table = Table(title=title, show_header=False)
+    shown = table(title=title, show_header=False)
     for name, value in record.items():
         if not isinstance(value, list | dict):
-            table.add_row(name, "" if value is None else str(value))
-    out.print(table)
+            add_row(shown, name, value)
+    stdout().print(shown)
 
 
 def show_rows(rows: list[dict[str, Any]], columns: list[str], *, title: str) -> None:
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    """A table of `columns` of each row (a missing or null field is an empty cell)."""
+    shown = table(title=title, columns=columns)
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
-    out.print(table)
+        add_row(shown, *(row.get(column) for column in columns))
+    stdout().print(shown)

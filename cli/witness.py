@@ -10,7 +10,14 @@
 3. save it as the last checkpoint seen, cosign it and submit the cosignature to the registry.
 
 A refusal writes both signed checkpoints to ``evidence-<UTC time>/{old,new}.checkpoint`` in the state
-directory, says so in one line on stderr and exits 1; the saved checkpoint stays the old one.
+directory, says so in one line on stderr and exits 1; the saved checkpoint stays the old one. A registry
+that signs a bigger tree but does not prove it extends the saved one (the consistency proof request fails,
+or answers something that is not a proof) is refused the same way, as *unproven*, and its answer is kept
+beside the checkpoints, in ``consistency-proof.http``: exit 3 if it answered an error status or not at
+all (perhaps passing), exit 1 if it answered 200 with something that is not a proof.
+
+`--witness` and `--min-witnesses` are shared with `cdcer audit verify` and `cdcer certificate verify`:
+there they require cosignatures by the given witnesses on the checkpoint that was verified.
 """
 
 from __future__ import annotations
@@ -28,8 +35,15 @@ from urllib.parse import quote
 import httpx
 import typer
 
-from cli.console import EXIT_INTEGRITY, EXIT_OPERATIONAL, EXIT_USAGE, fail
-from ledger.checkpoint import CosignatureSigner, SignedCheckpoint, open_checkpoint
+from cli.console import EXIT_INTEGRITY, EXIT_OPERATIONAL, EXIT_USAGE, echo, fail
+from ledger.checkpoint import (
+    CosignatureSigner,
+    CosignatureVerifier,
+    SignedCheckpoint,
+    WitnessCheck,
+    check_witnesses,
+    open_checkpoint,
+)
 from ledger.errors import KeyFileError, NoteError, ProofError
 from ledger.keys import read_key_file
 from ledger.merkle import verify_consistency
@@ -39,6 +53,70 @@ app = typer.Typer(help="Witness a registry: check its log only grows, and cosign
 
 WITNESS_KEY_PASSPHRASE = "CDCER_WITNESS_KEY_PASSPHRASE"
 TIMEOUT = 30.0
+EVIDENCE_ANSWER = "consistency-proof.http"
+MAX_EVIDENCE_BODY = 1 << 20
+"""Bytes of the registry's answer kept as evidence (a registry could answer a huge body)."""
+
+WitnessOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--witness",
+        help="A witness's verifier key (cosignature/v1), obtained out of band; repeat for several. "
+        "The checkpoint verified must carry their cosignatures.",
+    ),
+]
+MinWitnessesOpt = Annotated[
+    int | None,
+    typer.Option("--min-witnesses", min=0, help="How many of the --witness keys must have cosigned (default: all)."),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessPolicy:
+    """The witnesses whose cosignatures a checkpoint must carry, and how many of them at least."""
+
+    witnesses: tuple[CosignatureVerifier, ...]
+    required: int
+
+
+def witness_policy(keys: list[str] | None, minimum: int | None) -> WitnessPolicy | None:
+    """The policy of `--witness` and `--min-witnesses` (None without `--witness`); exit 2 if it is malformed."""
+    witnesses: list[CosignatureVerifier] = []
+    for key in keys or []:
+        try:
+            witnesses.append(CosignatureVerifier.from_vkey(key.strip()))
+        except NoteError as exc:
+            fail(f"--witness: {exc}", EXIT_USAGE)
+    distinct = len({(w.name, bytes(w.key_id)) for w in witnesses})
+    required = distinct if minimum is None else minimum
+    if required > distinct:
+        fail(f"--min-witnesses {required}: only {distinct} distinct --witness key(s) given", EXIT_USAGE)
+    return WitnessPolicy(tuple(witnesses), required) if witnesses else None
+
+
+def witness_report(check: WitnessCheck) -> dict[str, Any]:
+    """The `--json` form of a witness check."""
+    return {
+        "required": check.required,
+        "satisfied": check.satisfied,
+        "cosigned": [{"witness": f"{c.name}+{c.key_id.hex()}", "timestamp": c.timestamp} for c in check.cosigned],
+        "missing": list(check.missing),
+        "invalid": list(check.invalid),
+    }
+
+
+def require_witnesses(signed: SignedCheckpoint, policy: WitnessPolicy, *, what: str, as_json: bool) -> dict[str, Any]:
+    """The witness check of `signed`, as JSON; exit 1 (with a JSON verdict under --json) if it falls short."""
+    check = check_witnesses(signed, policy.witnesses, required=policy.required)
+    report = witness_report(check)
+    shortfall = check.shortfall()
+    if shortfall is not None:
+        size = signed.checkpoint.size
+        reason = f"{what} (size {size:,}) lacks witness cosignatures: {shortfall}"
+        if as_json:
+            typer.echo(json.dumps({"verified": False, "reason": reason, "witnesses": report}, indent=2))
+        fail(reason, EXIT_INTEGRITY)
+    return report
 
 
 class RegistryUnavailable(Exception):
@@ -49,8 +127,11 @@ class RegistryUnavailable(Exception):
 class Refusal:
     """Why the witness refuses the registry's new checkpoint."""
 
-    verdict: str  # rollback | fork
+    verdict: str  # rollback | fork | unproven
     reason: str
+    answer: bytes | None = None
+    """Unproven: the registry's answer to the consistency proof request, kept as evidence."""
+    code: int = EXIT_INTEGRITY
 
 
 def _signer(key: Path, name: str) -> CosignatureSigner:
@@ -83,7 +164,8 @@ def cosign(
 ) -> None:
     """Verify the registry's new checkpoint against the last one seen, cosign it and submit the cosignature.
 
-    Exit 0 cosigned, 1 rollback or fork (evidence written), 2 usage error, 3 registry unreachable or refusing.
+    Exit 0 cosigned, 1 rollback, fork or a malformed consistency proof (evidence written), 2 usage error,
+    3 registry unreachable or refusing (evidence written if it was the consistency proof it did not give).
     """
     try:
         verifier = NoteVerifier.from_vkey(registry_vkey)
@@ -104,10 +186,10 @@ def cosign(
             old = _saved(state_file, verifier)
             refusal = None if old is None else _check_growth(http, old, new)
             if refusal is not None:
-                evidence = _write_evidence(state_dir, old, new)
+                evidence = _write_evidence(state_dir, old, new, refusal.answer)
                 if as_json:
                     typer.echo(json.dumps({"verdict": refusal.verdict, "evidence": str(evidence)}, indent=2))
-                fail(f"{refusal.verdict}: {refusal.reason}; evidence in {evidence}", EXIT_INTEGRITY)
+                fail(f"{refusal.verdict}: {refusal.reason}; evidence in {evidence}", refusal.code)
             # (3) remember it, cosign it, submit the cosignature
             _save(state_file, new)
             submitted = _submit(http, signer, new)
@@ -128,7 +210,7 @@ def cosign(
         return
     seen = "trusted on first use" if old is None else f"consistent with size {old.checkpoint.size}"
     done = "cosigned" if submitted == "accepted" else "already cosigned by this witness"
-    typer.echo(f"{new.checkpoint.origin} at size {new.checkpoint.size}: {seen}; {done}")
+    echo(f"{new.checkpoint.origin} at size {new.checkpoint.size}: {seen}; {done}")
 
 
 def _get(http: httpx.Client, path: str, **params: int) -> httpx.Response:
@@ -172,9 +254,21 @@ def _check_growth(http: httpx.Client, old: SignedCheckpoint, new: SignedCheckpoi
         return None
     if old_size == 0:
         return None  # every tree extends the empty tree
-    proof = _get(http, "/v1/log/proof/consistency", old=old_size, new=new_size).json()
+    unproven = f"the registry signed a tree of size {new_size} but did not prove it extends the tree of size {old_size}"
+    request = http.build_request("GET", "/v1/log/proof/consistency", params={"old": old_size, "new": new_size})
     try:
-        hashes = [base64.b64decode(h, validate=True) for h in proof["hashes"]]
+        response = http.send(request)
+    except httpx.HTTPError as exc:
+        answer = f"{request.method} {request.url}\nno answer: {exc or exc.__class__.__name__}\n".encode()
+        return Refusal("unproven", f"{unproven} (no answer: {exc})", answer, EXIT_OPERATIONAL)
+    if response.status_code != 200:
+        return Refusal("unproven", f"{unproven} ({_problem(response)})", _transcript(response), EXIT_OPERATIONAL)
+    try:
+        hashes = [base64.b64decode(h, validate=True) for h in response.json()["hashes"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        reason = f"{unproven} (its answer is not a consistency proof: {exc.__class__.__name__}: {exc})"
+        return Refusal("unproven", reason, _transcript(response))
+    try:
         verify_consistency(
             old_size=old_size,
             new_size=new_size,
@@ -182,12 +276,24 @@ def _check_growth(http: httpx.Client, old: SignedCheckpoint, new: SignedCheckpoi
             new_root=new.checkpoint.root_hash,
             proof=hashes,
         )
-    except (ProofError, KeyError, TypeError, ValueError) as exc:
+    except ProofError as exc:
         return Refusal("fork", f"the tree of size {new_size} does not extend the tree of size {old_size} ({exc})")
     return None
 
 
-def _write_evidence(state_dir: Path, old: SignedCheckpoint | None, new: SignedCheckpoint) -> Path:
+def _transcript(response: httpx.Response) -> bytes:
+    """The request line, the status, the headers and the body (up to `MAX_EVIDENCE_BODY` bytes) of an answer."""
+    request = response.request
+    head = [f"{request.method} {request.url}", f"HTTP {response.status_code} {response.reason_phrase}"]
+    head += [f"{name}: {value}" for name, value in response.headers.items()]
+    body = response.content
+    if len(body) > MAX_EVIDENCE_BODY:
+        head.append(f"(body: the first {MAX_EVIDENCE_BODY} of {len(body)} bytes)")
+        body = body[:MAX_EVIDENCE_BODY]
+    return "\n".join(head).encode("utf-8", errors="replace") + b"\n\n" + body
+
+
+def _write_evidence(state_dir: Path, old: SignedCheckpoint | None, new: SignedCheckpoint, answer: bytes | None) -> Path:
     assert old is not None
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     folder = state_dir / f"evidence-{stamp}"
@@ -201,6 +307,8 @@ def _write_evidence(state_dir: Path, old: SignedCheckpoint | None, new: SignedCh
             folder = state_dir / f"evidence-{stamp}-{number}"
     (folder / "old.checkpoint").write_bytes(old.to_bytes())
     (folder / "new.checkpoint").write_bytes(new.to_bytes())
+    if answer is not None:
+        (folder / EVIDENCE_ANSWER).write_bytes(answer)
     return folder
 
 

@@ -11,10 +11,14 @@ from sqlalchemy import text
 from typer.testing import CliRunner, Result
 
 from cli.main import app
-from ledger.checkpoint import Checkpoint, sign_checkpoint
+from ledger.checkpoint import Checkpoint, CosignatureSigner, sign_checkpoint
 from ledger.encoding import b64encode
 from ledger.keys import write_key_file
+from ledger.ledger import Ledger
 from ledger.note import NoteSigner
+from ledger.storage import store
+from ledger.storage.engine import make_engine
+from tests.cli.test_witness import cosign, grow, register_witnesses
 from tests.conftest import Story, log_signer
 from tests.ledger.scenario import ORIGIN, seeded_key
 from tests.ledger.test_audit import drop_triggers
@@ -234,3 +238,80 @@ def test_a_malformed_export_names_the_line(story: Story, database_url: str, tmp_
     assert "covers only" in one_error_line(cdcer("audit", "verify", "--export", str(export)), 1)
     missing = tmp_path / "missing.jsonl"
     assert "cannot read" in one_error_line(cdcer("audit", "verify", "--export", str(missing)), 3)
+
+
+# --- --witness: the registry's checkpoint must be cosigned -------------------------------------------
+
+W1, W2 = (CosignatureSigner(f"witness.test/w{n}", seeded_key(f"witness-w{n}").seed) for n in (1, 2))
+W1_KEY, W2_KEY = W1.verifier_key(), W2.verifier_key()
+W1_LABEL, W2_LABEL = (f"{w.name}+{w.key_id.hex()}" for w in (W1, W2))
+
+
+def test_an_auditor_can_require_witness_cosignatures(ledger: Ledger, tmp_path: Path) -> None:
+    register_witnesses(ledger, tmp_path)
+    database = ledger.engine.url.render_as_string(hide_password=False)
+    ledger.engine.dispose()
+    both = ["--witness", W1_KEY, "--witness", W2_KEY]
+    with serve(database, key_file(tmp_path)) as url:
+
+        def audit(*options: str) -> Result:
+            return cdcer("audit", "verify", "--url", url, "--vkey", VKEY, *options)
+
+        # Nobody has cosigned the registry's checkpoint yet.
+        bare = audit("--witness", W1_KEY, "--json")
+        assert "lacks witness cosignatures" in one_error_line(bare, 1)
+        assert report_of(bare)["verified"] is False
+        assert report_of(bare)["witnesses"]["missing"] == [W1_LABEL]
+
+        # w1 checks the log and cosigns: the served checkpoint carries its cosignature.
+        code, _, err = cosign(url, "w1", tmp_path)
+        assert code == 0, err
+        passed = audit("--witness", W1_KEY, "--json")
+        assert passed.exit_code == 0, passed.stderr
+        report = report_of(passed)
+        assert report["verified"] is True
+        assert [c["witness"] for c in report["witnesses"]["cosigned"]] == [W1_LABEL]
+        human = audit("--witness", W1_KEY)
+        assert human.exit_code == 0, human.stderr
+        assert f"witnesses: the checkpoint is cosigned by {W1_LABEL} (1 required)" in human.stdout
+        assert "verified: " in human.stdout
+
+        # Both required (by default, or --min-witnesses 2): w2 has not cosigned. One of the two will do.
+        for extra in ([], ["--min-witnesses", "2"]):
+            line = one_error_line(audit(*both, *extra), 1)
+            assert "1 valid witness cosignature(s), 2 required" in line
+            assert f"none from {W2_LABEL}" in line
+        assert audit(*both, "--min-witnesses", "1").exit_code == 0
+
+        # The same check with --since: the registry's current checkpoint is the one cosigned.
+        saved = tmp_path / "saved.note"
+        assert cdcer("audit", "checkpoint", "--url", url, "--vkey", VKEY, "--save", str(saved)).exit_code == 0
+        assert audit("--since", str(saved), "--witness", W1_KEY).exit_code == 0
+        assert "none from" in one_error_line(audit("--since", str(saved), *both), 1)
+
+        # Usage errors: a bad key, the registry's own key, an unreachable minimum, no --vkey, no --url.
+        for options in (
+            ["--witness", "not-a-key"],
+            ["--witness", VKEY],
+            [*both, "--min-witnesses", "3"],
+            ["--min-witnesses", "1"],
+        ):
+            assert one_error_line(audit(*options), 2)
+        assert "--witness needs" in one_error_line(cdcer("audit", "verify", "--url", url, "--witness", W1_KEY), 2)
+        no_url = cdcer("audit", "verify", "-d", database, "--vkey", VKEY, "--witness", W1_KEY)
+        assert "--witness needs" in one_error_line(no_url, 2)
+
+        # The log grows; the registry serves w1's cosignature of the old checkpoint with the new one.
+        grow(url, 0, 1)
+        engine = make_engine(database)
+        try:
+            with engine.begin() as conn:
+                latest = store.latest_checkpoint(conn)
+                assert latest is not None
+                (old_line,) = store.cosignature_lines(conn, latest.size - 1)
+                store.insert_cosignature(conn, latest.size, W1.name, old_line, 1)
+        finally:
+            engine.dispose()
+        stale = audit("--witness", W1_KEY, "--json")
+        assert f"an invalid one from {W1_LABEL}" in one_error_line(stale, 1)
+        assert report_of(stale)["witnesses"]["invalid"] == [W1_LABEL]

@@ -13,10 +13,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.console import printable
 from cli.main import app
 from ledger.certificate import LIMIT_FOOTPRINT, LIMIT_IDS, build_certificate
-from ledger.note import NoteSigner
+from ledger.checkpoint import CosignatureSigner
+from ledger.note import NoteSigner, parse_note
+from ledger.storage import store
 from ledger.storage.engine import read_transaction
+from ledger.transactions import Retire, RetirementPurpose, Selection
+from tests.cli.test_console import UNSAFE
 from tests.conftest import Story, log_signer
 from tests.ledger.scenario import ORIGIN, seeded_key
 
@@ -246,3 +251,159 @@ def test_show_refuses_what_is_not_a_certificate(tmp_path: Path) -> None:
     code, _, err = run("certificate", "show", str(tmp_path / "missing.json"))
     assert code == 2
     assert_one_line_error(err, "not found")
+
+
+# --- what the certificate says is printed as inert text ----------------------------------------------
+
+BENEFICIARY = "Forum [/] [bold red]x\x1b[2K\r✓ verified: retirement certificate RT999999\nverified: ok"
+REASON = "neutral\u202ekc\x9b31m\x7f [link=https://evil.example]here :smile:"
+EVENT_NAME = "[/]Forum\r\nverified: claim certificate CN9999"
+VENUE = "Hall \x1b]8;;https://evil.example\x07here\x1b]8;;\x07 [/]"
+
+
+def assert_inert(out: str, *verdicts: str) -> None:
+    """No control character reached the output, and the only verdict lines are the command's own."""
+    assert not set(out) & (set(UNSAFE) - {"\n"}), out
+    assert [line for line in out.splitlines() if line.lstrip().startswith(("verified", "✓"))] == list(verdicts)
+
+
+@pytest.fixture
+def hostile(story: Story, tmp_path: Path) -> Path:
+    """A real retirement whose signed beneficiary and reason carry markup and control characters."""
+    project = story.world.registered_project()
+    story.world.issued_batch(project, 2023, 1200, 1150)
+    retire = Retire(
+        selection=Selection(quantity=10),
+        beneficiary=BENEFICIARY,
+        purpose=RetirementPurpose.VOLUNTARY,
+        reason=REASON,
+    )
+    story.world.submit("owner", retire)
+    story.sync()
+    return write_certificate(story, "retirement", "RT000001", tmp_path / "hostile.json")
+
+
+def test_a_verified_certificates_strings_print_literally_and_cannot_forge_a_verdict(hostile: Path) -> None:
+    code, out, err = run("certificate", "verify", str(hostile), "--vkey", VKEY)
+    assert code == 0, err
+    assert printable(BENEFICIARY) in out
+    assert printable(REASON) in out
+    assert_inert(out, "verified: retirement certificate RT000001")
+
+    code, out, err = run("certificate", "show", str(hostile))
+    assert code == 0, err
+    assert printable(BENEFICIARY) in out
+    assert_inert(out)
+
+
+def test_json_output_stays_the_exact_strings(hostile: Path) -> None:
+    for command in ("verify", "show"):
+        args = ["--vkey", VKEY] if command == "verify" else []
+        code, out, err = run("certificate", command, str(hostile), *args, "--json")
+        assert code == 0, err
+        statement = json.loads(out)["statement"]
+        assert (statement["beneficiary"], statement["reason"]) == (BENEFICIARY, REASON)
+        assert not set(out) & (set(UNSAFE) - {"\n"})  # escaped in the JSON, not raw
+
+
+def test_a_claims_event_strings_print_literally(claim: Path) -> None:
+    bundle = json.loads(claim.read_bytes())
+    bundle["statement"]["event"].update(name=EVENT_NAME, venue=VENUE)
+    changed = claim.with_name("hostile-claim.json")
+    changed.write_text(json.dumps(bundle))
+    code, out, err = run("certificate", "show", str(changed))
+    assert code == 0, err
+    assert repr(EVENT_NAME) in out
+    assert printable(VENUE) in out
+    assert_inert(out)
+    # It does not verify (entry signed another name); the reason quoting it is one inert line.
+    code, out, err = run("certificate", "verify", str(changed), "--vkey", VKEY)
+    assert (code, out) == (1, "")
+    assert_one_line_error(err, "does not verify")
+    assert_inert(err)
+
+
+# --- --witness: the certificate's checkpoint must be cosigned ----------------------------------------
+
+W1, W2 = (CosignatureSigner(f"witness.test/w{n}", seeded_key(f"witness-w{n}").seed) for n in (1, 2))
+W1_KEY, W2_KEY = W1.verifier_key(), W2.verifier_key()
+W1_LABEL, W2_LABEL = (f"{w.name}+{w.key_id.hex()}" for w in (W1, W2))
+
+
+def store_cosignature(story: Story, witness: CosignatureSigner, *, of_size: int | None = None) -> int:
+    """Store `witness`'s cosignature line for the latest checkpoint, made over the text of the checkpoint
+    of `of_size` (default: the latest's own); the latest size."""
+    with story.ledger.engine.begin() as conn:
+        latest = store.latest_checkpoint(conn)
+        assert latest is not None
+        source = latest if of_size is None else store.checkpoint_at(conn, of_size)
+        assert source is not None
+        line = witness.cosign(parse_note(source.note).text, 1_700_000_000).line()
+        store.insert_cosignature(conn, latest.size, witness.name, line, 1_700_000_000)
+    return latest.size
+
+
+def test_witness_requires_a_cosigned_checkpoint(told: Story, retirement: Path) -> None:
+    code, out, err = run("certificate", "verify", str(retirement), "--vkey", VKEY, "--witness", W1_KEY)
+    assert (code, out) == (1, "")
+    assert_one_line_error(err, "lacks witness cosignatures", f"none from {W1_LABEL}")
+    code, out, _ = run("certificate", "verify", str(retirement), "--vkey", VKEY, "--witness", W1_KEY, "--json")
+    assert code == 1
+    result = json.loads(out)
+    assert result["verified"] is False
+    assert result["witnesses"] == {
+        "required": 1,
+        "satisfied": False,
+        "cosigned": [],
+        "missing": [W1_LABEL],
+        "invalid": [],
+    }
+
+
+def test_witness_cosignatures_count_for_their_checkpoint_only(told: Story, tmp_path: Path) -> None:
+    store_cosignature(told, W1)
+    cosigned = write_certificate(told, "retirement", "RT000001", tmp_path / "cosigned.json")
+    both = ["--witness", W1_KEY, "--witness", W2_KEY]
+
+    code, out, err = run("certificate", "verify", str(cosigned), "--vkey", VKEY, "--witness", W1_KEY, "--json")
+    assert code == 0, err
+    witnesses = json.loads(out)["witnesses"]
+    assert witnesses["cosigned"] == [{"witness": W1_LABEL, "timestamp": 1_700_000_000}]
+    assert (witnesses["required"], witnesses["satisfied"]) == (1, True)
+    code, out, err = run("certificate", "verify", str(cosigned), "--vkey", VKEY, "--witness", W1_KEY)
+    assert code == 0, err
+    assert f"cosigned by  {W1_LABEL}" in out
+
+    # Both required (the default, and --min-witnesses 2): w2 has not cosigned.
+    for extra in ([], ["--min-witnesses", "2"]):
+        code, out, err = run("certificate", "verify", str(cosigned), "--vkey", VKEY, *both, *extra)
+        assert (code, out) == (1, "")
+        assert_one_line_error(err, "1 valid witness cosignature(s), 2 required", f"none from {W2_LABEL}")
+    code, _, err = run("certificate", "verify", str(cosigned), "--vkey", VKEY, *both, "--min-witnesses", "1")
+    assert code == 0, err
+
+    # w2's cosignature of an earlier checkpoint, served with the latest one, does not count.
+    size = store_cosignature(told, W2, of_size=2)
+    stale = write_certificate(told, "retirement", "RT000001", tmp_path / "stale.json")
+    assert W2.name in json.loads(stale.read_bytes())["checkpoint"]
+    code, out, err = run("certificate", "verify", str(stale), "--vkey", VKEY, *both, "--json")
+    assert code == 1
+    result = json.loads(out)["witnesses"]
+    assert (result["missing"], result["invalid"]) == ([], [W2_LABEL])
+    assert_one_line_error(err, f"(size {size:,})", f"an invalid one from {W2_LABEL}")
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        (["--witness", "not a key"], "--witness"),
+        (["--witness", VKEY], "--witness"),  # the registry's own key is no witness key
+        (["--witness", W1_KEY, "--witness", W2_KEY, "--min-witnesses", "3"], "--min-witnesses 3"),
+        (["--witness", W1_KEY, "--witness", W1_KEY, "--min-witnesses", "2"], "only 1 distinct"),
+        (["--min-witnesses", "1"], "--min-witnesses 1"),
+    ],
+)
+def test_a_bad_witness_option_exits_2(retirement: Path, options: list[str], fragment: str) -> None:
+    code, out, err = run("certificate", "verify", str(retirement), "--vkey", VKEY, *options)
+    assert (code, out) == (2, "")
+    assert_one_line_error(err, fragment)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,9 @@ import pytest
 from typer.testing import Result
 
 from cli import reads
+from cli.console import printable
 from ledger.serials import parse_block
+from tests.cli.test_console import UNSAFE
 from tests.cli.test_writes import Served, StoryIds, run_story, serve_registry
 from tests.conftest import Databases
 
@@ -104,6 +107,51 @@ def test_an_unknown_project_is_one_line(served: Served) -> None:
 def test_holdings_need_a_key_file(served: Served, story: StoryIds, tmp_path: Path) -> None:
     result = served.cdcer(None, "holdings", "forum-org", "--key", str(tmp_path / "absent.key"))
     _one_line_error(result, 2, "not found")
+
+
+# --- what the registry says is printed as inert text ---------------------------------------------------
+
+EVENT_NAME = "Forum [/] [bold red]x\x1b[2K\r✓ verified\nverified: ok"
+VENUE = "Hall \x1b]8;;https://evil.example\x07here\x1b]8;;\x07\u202ekc\x9b31m :smile:"
+TITLE = "[/]PV\r\n✓ verified"
+
+
+def assert_inert(out: str) -> None:
+    """No control character reached the output, and no line reads as a verdict."""
+    assert not set(out) & (set(UNSAFE) - {"\n"}), out
+    assert not [line for line in out.splitlines() if line.lstrip(" │┃|").startswith(("verified", "✓"))], out
+
+
+def test_an_events_strings_print_literally(served: Served, story: StoryIds) -> None:
+    today = datetime.now(UTC).date().isoformat()
+    registered = served.write(
+        "forum-org", "event", "register", "--name", EVENT_NAME, "--kind", "forum", "--venue", VENUE,
+        "--start-date", today, "--end-date", today, "--expected-attendees", "10",
+    )  # fmt: skip
+    event_id = registered["outcome"]["event_id"]
+    table = served.cdcer(None, "event", "show", event_id)
+    assert table.exit_code == 0, table.stderr + table.stdout
+    assert printable(EVENT_NAME) in table.stdout
+    assert printable(VENUE) in table.stdout
+    assert_inert(table.stdout)
+    shown = json.loads(served.cdcer(None, "event", "show", event_id, "--json").stdout)
+    assert (shown["event"]["name"], shown["event"]["venue"]) == (EVENT_NAME, VENUE)
+
+
+def test_a_projects_strings_print_literally(served: Served, story: StoryIds) -> None:
+    submitted = served.write(
+        "sunpower-pidu", "project", "submit", "--methodology", "CDCER-PV", "--methodology-version", "1.0",
+        "--title", TITLE, "--district", "Pidu", "--description", VENUE,
+        "--crediting-start", "2022-01-01", "--crediting-end", "2031-12-31", "--estimated-annual-reductions", "5",
+    )  # fmt: skip
+    project_id = submitted["outcome"]["project_id"]
+    table = served.cdcer(None, "project", "show", project_id)
+    assert table.exit_code == 0, table.stderr + table.stdout
+    assert printable(TITLE) in table.stdout
+    assert_inert(table.stdout)
+    json_output = served.cdcer(None, "project", "show", project_id, "--json").stdout
+    assert json.loads(json_output)["title"] == TITLE
+    assert not set(json_output) & (set(UNSAFE) - {"\n"})
 
 
 # --- a serial's history, page after page -----------------------------------------------------------------

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +121,12 @@ def _admin(statement: str) -> None:
 @pytest.fixture
 def witnessed(ledger: Ledger, tmp_path: Path) -> Ledger:
     """The founded ledger with witnesses w1 and w2 registered by the authority; their key files written."""
+    register_witnesses(ledger, tmp_path)
+    return ledger
+
+
+def register_witnesses(ledger: Ledger, tmp_path: Path) -> None:
+    """Register witnesses w1 and w2 in `ledger` (by the authority) and write their key files in `tmp_path`."""
     for label in ("w1", "w2"):
         key = seeded_key(f"witness-{label}")
         write_key_file(tmp_path / f"{label}.key", key, passphrase=None)
@@ -128,7 +140,6 @@ def witnessed(ledger: Ledger, tmp_path: Path) -> Ledger:
         )
         (receipt,) = ledger.submit([tx])
         assert isinstance(receipt, Receipt)
-    return ledger
 
 
 def served_cosigners(base: str) -> dict[str, int]:
@@ -233,3 +244,109 @@ def test_errors_are_one_line_with_the_right_exit_code(tmp_path: Path) -> None:
     assert code == 2
     assert err.startswith("error: --name: ")
     assert err.count("\n") == 1
+
+
+# --- a registry that errors on the consistency proof: evidence, no cosignature -------------------------
+
+STATE_FILE = "registry.test%2Fcdcer.checkpoint"
+SAVED = sign_checkpoint(Checkpoint(ORIGIN, 2, hashlib.sha256(b"tree 2").digest()), log_signer())
+SERVED = sign_checkpoint(Checkpoint(ORIGIN, 5, hashlib.sha256(b"tree 5").digest()), log_signer())
+
+
+@dataclass
+class FakeRegistry:
+    """What the fake registry answers to the consistency proof request (None: it hangs up), and what it got."""
+
+    status: int
+    body: bytes | None
+    posts: list[bytes] = field(default_factory=list)
+
+
+@contextmanager
+def fake_registry(registry: FakeRegistry) -> Iterator[str]:
+    """A registry serving the signed checkpoint `SERVED` and `registry`'s answer to every consistency proof."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/v1/log/checkpoint":
+                self._answer(200, "text/plain; charset=utf-8", SERVED)
+            elif self.path.startswith("/v1/log/proof/consistency?"):
+                if registry.body is None:
+                    self.close_connection = True  # no answer at all
+                    return
+                self._answer(registry.status, "application/json", registry.body)
+            else:
+                self._answer(404, "application/json", b"{}")
+
+        def do_POST(self) -> None:
+            registry.posts.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self._answer(201, "application/json", b"{}")
+
+        def _answer(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+PROBLEM = b'{"type": "about:blank", "title": "Internal Server Error", "status": 500, "detail": "boom"}'
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "code", "says"),
+    [
+        (500, PROBLEM, 3, "(HTTP 500: boom)"),
+        (503, b"<html>maintenance</html>", 3, "(HTTP 503)"),
+        (None, None, 3, "no answer"),
+        (200, b"<html>not json</html>", 1, "its answer is not a consistency proof"),
+        (200, b"[1, 2]", 1, "its answer is not a consistency proof"),
+        (200, b'{"hashes": "!!!"}', 1, "its answer is not a consistency proof"),
+        (200, b'{"hashes": [1, 2]}', 1, "its answer is not a consistency proof"),
+    ],
+    ids=["500", "503-html", "hang-up", "not-json", "list", "not-base64", "not-strings"],
+)
+def test_a_registry_that_errors_on_the_consistency_proof_is_not_cosigned_and_evidence_is_kept(
+    tmp_path: Path, status: int | None, body: bytes | None, code: int, says: str
+) -> None:
+    write_key_file(tmp_path / "w1.key", seeded_key("witness-w1"), passphrase=None)
+    state = tmp_path / "state-w1"
+    state.mkdir()
+    (state / STATE_FILE).write_bytes(SAVED)
+    registry = FakeRegistry(status or 0, body)
+    with fake_registry(registry) as base:
+        exit_code, out, err = cosign(base, "w1", tmp_path)
+    assert exit_code == code, err
+    (evidence,) = state.glob("evidence-*")
+    assert json.loads(out) == {"verdict": "unproven", "evidence": str(evidence)}
+    assert err.count("\n") == 1, err
+    assert err.startswith(
+        "error: unproven: the registry signed a tree of size 5 but did not prove it extends the tree of size 2"
+    ), err
+    assert says in err
+    assert err.rstrip().endswith(f"evidence in {evidence}")
+    assert (evidence / "old.checkpoint").read_bytes() == SAVED
+    assert (evidence / "new.checkpoint").read_bytes() == SERVED
+    answer = (evidence / "consistency-proof.http").read_bytes()
+    assert answer.startswith(f"GET {base}/v1/log/proof/consistency?old=2&new=5\n".encode())
+    if body is None:
+        assert b"no answer: " in answer
+    else:
+        assert answer.startswith(f"GET {base}/v1/log/proof/consistency?old=2&new=5\nHTTP {status} ".encode())
+        assert answer.endswith(b"\n\n" + body)
+    # Not cosigned, and the witness still remembers the checkpoint it had.
+    assert registry.posts == []
+    assert (state / STATE_FILE).read_bytes() == SAVED
