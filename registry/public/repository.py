@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Table, and_, func, or_, select
@@ -131,4 +131,36 @@ def stats(conn: Connection) -> Row:
         "units_retired": by_state.get("retired", 0),
         "units_cancelled": by_state.get("cancelled", 0),
         "claims": _count(conn, "claims"),
+    }
+
+
+def names(conn: Connection, ids: Iterable[str | None]) -> dict[str, str]:
+    """The names of the participants among `ids` (one query; an id the registry does not know is left out)."""
+    wanted = sorted({i for i in ids if i})
+    if not wanted:
+        return {}
+    t = table("participants")
+    return {str(i): str(n) for i, n in conn.execute(select(t.c.id, t.c.name).where(t.c.id.in_(wanted)))}
+
+
+def project_units(conn: Connection, project_id: str) -> Row:
+    """A project's units over all its batches: issued, and of those retired, cancelled and still outstanding."""
+    batches, blocks = table("batches"), table("unit_blocks")
+    issued = conn.execute(
+        select(func.coalesce(func.sum(batches.c.quantity), 0)).where(batches.c.project_id == project_id)
+    ).scalar_one()
+    by_state = {
+        str(state): int(total)
+        for state, total in conn.execute(
+            select(blocks.c.state, func.sum(blocks.c["last"] - blocks.c["first"] + 1))
+            .select_from(blocks.join(batches, blocks.c.batch_id == batches.c.id))
+            .where(batches.c.project_id == project_id)
+            .group_by(blocks.c.state)
+        )
+    }
+    return {
+        "issued": int(issued),
+        "retired": by_state.get("retired", 0),
+        "cancelled": by_state.get("cancelled", 0),
+        "outstanding": by_state.get("held", 0),
     }

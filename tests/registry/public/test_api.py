@@ -16,8 +16,10 @@ from fastapi.testclient import TestClient
 from ledger.ledger import Ledger
 from ledger.serials import SerialRange
 from ledger.state import State
+from ledger.storage.engine import read_transaction
 from ledger.transactions import CancellationReason, RetirementPurpose, Selection
 from registry.app import create_app
+from registry.public import repository
 from registry.settings import Settings
 from tests.conftest import Story
 from tests.ledger.scenario import ORIGIN
@@ -425,3 +427,35 @@ def test_openapi_declares_the_error_statuses(client: TestClient) -> None:
         assert wanted <= set(responses), path
         for status in wanted:
             assert set(responses[status]["content"]) == {PROBLEM}, (path, status)
+
+
+# --- the pages' aggregate queries ------------------------------------------------------------------------
+
+
+def test_a_projects_units_are_summed_over_its_batches_by_state(rich_story: Story, state: State) -> None:
+    totals_seen = []
+    with read_transaction(rich_story.ledger.engine) as conn:
+        for project_id in sorted(state.projects):
+            batches = [bid for bid, batch in state.batches.items() if batch.project_id == project_id]
+            blocks = [block for bid in batches for block in state.blocks.get(bid, [])]
+            totals = repository.project_units(conn, project_id)
+            assert totals == {
+                "issued": sum(state.batches[bid].quantity for bid in batches),
+                "retired": sum(b.quantity for b in blocks if b.state == "retired"),
+                "cancelled": sum(b.quantity for b in blocks if b.state == "cancelled"),
+                "outstanding": sum(b.quantity for b in blocks if b.state == "held"),
+            }
+            assert totals["issued"] == totals["retired"] + totals["cancelled"] + totals["outstanding"]
+            totals_seen.append(totals)
+        nothing = repository.project_units(conn, "P9999")
+    assert nothing == {"issued": 0, "retired": 0, "cancelled": 0, "outstanding": 0}
+    assert len(totals_seen) == 2
+    assert totals_seen[0] != totals_seen[1]  # each project is summed over its own batches only
+    assert any(t["retired"] and t["cancelled"] for t in totals_seen)
+
+
+def test_participant_names_are_looked_up_in_one_query(rich_story: Story, state: State) -> None:
+    with read_transaction(rich_story.ledger.engine) as conn:
+        found = repository.names(conn, [*state.participants, None, "", "nobody"])
+        assert repository.names(conn, []) == {}
+    assert found == {pid: p.name for pid, p in state.participants.items()}
