@@ -5,9 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+import fastapi_offline
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from ledger import heap
@@ -108,6 +113,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None, ledger: Ledg
         version="0.1.0",
         summary="A verifiable registry of Chengdu Certified Emission Reductions",
         lifespan=lifespan,
+        docs_url=None,  # served by `install_docs`, from local files
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -135,4 +142,51 @@ def create_app(settings: Settings, *, engine: Engine | None = None, ledger: Ledg
     app.include_router(accounts_api.router)
     app.include_router(certificates_api.router)
     app.include_router(pages_api.router)
+    install_docs(app)
     return app
+
+
+DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
+"""Swagger UI's and ReDoc's bundles as the fastapi-offline wheel ships them (swagger-ui-dist 5, redoc 2)."""
+DOCS_ASSETS_URL = "/docs-assets"
+# The pages' inline start-up script and the bundles' inline styles are theirs; ReDoc searches in a blob: worker.
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; worker-src 'self' blob:; connect-src 'self'; base-uri 'self'; form-action 'self'"
+)
+
+
+def install_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` (ReDoc), their scripts and styles served by the registry itself.
+
+    FastAPI's own pages load them from a CDN, so on a closed network (or offline on a laptop) they were
+    blank. Here nothing leaves the registry's origin: no fonts, and a content security policy keeps the
+    bundles' own outside references (ReDoc's logo on its CDN) from being fetched at all.
+    """
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        page = get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} · API",
+            swagger_js_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png",
+        )
+        page.headers["Content-Security-Policy"] = DOCS_CSP
+        return page
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        page = get_redoc_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} · API",
+            redoc_js_url=f"{root}{DOCS_ASSETS_URL}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS_URL}/favicon.png",
+            with_google_fonts=False,
+        )
+        page.headers["Content-Security-Policy"] = DOCS_CSP
+        return page

@@ -15,12 +15,13 @@ import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import zxingcpp
 from axe_playwright_python.sync_playwright import Axe
 from PIL import Image
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 from pypdf import PdfReader
 
 from ledger.keys import write_key_file
@@ -158,3 +159,51 @@ def test_no_serious_accessibility_violation_on_any_page(site: str, page: Page, l
         if serious:
             found[path] = serious
     assert not found, found
+
+
+# --- the API docs, with no network but the registry's own -------------------------------------------------
+
+
+@pytest.fixture
+def offline_page(browser: Browser, site: str) -> Iterator[tuple[Page, list[str]]]:
+    """A page that can reach the test server only: every other request is aborted and recorded."""
+    context = browser.new_context(locale="en-GB", viewport={"width": 1280, "height": 900})
+    blocked: list[str] = []
+    origin = urlsplit(site).netloc
+
+    def only_the_registry(route: Route) -> None:
+        if urlsplit(route.request.url).netloc == origin:
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_the_registry)
+    try:
+        yield context.new_page(), blocked
+    finally:
+        context.close()
+
+
+def test_swagger_ui_renders_the_operations_offline(site: str, offline_page: tuple[Page, list[str]]) -> None:
+    page, blocked = offline_page
+    page.goto(f"{site}/docs")
+    operation = page.locator(".opblock-post .opblock-summary", has=page.locator("[data-path='/v1/transactions']"))
+    expect(operation).to_be_visible(timeout=20_000)
+    expect(operation).to_contain_text("POST")
+    expect(page.locator(".opblock-get [data-path='/v1/log/checkpoint']")).to_be_visible()
+    page.screenshot(path=output_dir() / "docs-swagger-offline.png")
+    assert blocked == []
+
+
+def test_redoc_renders_the_operations_offline(site: str, offline_page: tuple[Page, list[str]]) -> None:
+    page, blocked = offline_page
+    page.goto(f"{site}/redoc")
+    heading = page.get_by_role("heading", name="Append one signed transaction to the log and return its receipt")
+    expect(heading).to_be_visible(timeout=20_000)
+    heading.scroll_into_view_if_needed()
+    endpoint = page.locator("button", has=page.get_by_text("/v1/transactions", exact=True)).first
+    expect(endpoint).to_be_visible()
+    expect(endpoint).to_contain_text("post")
+    page.screenshot(path=output_dir() / "docs-redoc-offline.png")
+    assert blocked == []
