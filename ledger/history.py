@@ -13,17 +13,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ledger.serials import parse_block
-from ledger.state import Outcome
+from ledger.state import SPECS, Outcome, UnitsMoved
 
-# What a kind of entry does to the blocks in its outcome, and which outcome field names the record.
-_ACTIONS: dict[str, tuple[str, str]] = {
-    "issuance.issue": ("issued", "batch_id"),
-    "units.transfer": ("transferred", ""),
-    "units.retire": ("retired", "retirement_id"),
-    "units.cancel": ("cancelled", "cancellation_id"),
-    "claim.issue": ("claimed", "claim_id"),
-}
-ACTIONS: tuple[str, ...] = tuple(action for action, _ in _ACTIONS.values())
+ACTIONS: tuple[str, ...] = tuple(spec.action for spec in SPECS.values() if spec.action is not None)
+"""What an entry can do to serial blocks (each kind that moves units declares its action)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,29 +42,17 @@ class Movement:
 
 def movements(index: int, actor: str, outcome: Outcome) -> list[Movement]:
     """The movements of entry `index`, signed by `actor`, whose application gave `outcome`."""
-    known = _ACTIONS.get(outcome.kind)
-    if known is None:
+    if not isinstance(outcome, UnitsMoved):
         return []
-    action, ref_field = known
-    details = outcome.details
-    ref = details.get(ref_field) if ref_field else None
-    holder_before, holder_after = _holders(outcome.kind, actor, details)
+    action = SPECS[outcome.kind].action
+    assert action is not None, f"{outcome.kind} moves units, so its KindSpec names its action"
+    blocks, holder_before, holder_after, ref = outcome.moved(actor)
     moved = []
-    for text in details.get("blocks", []):
+    for text in blocks:
         rng = parse_block(text)
         moved.append(Movement(index, rng.batch_id, rng.first, rng.last, action, holder_before, holder_after, ref))
     moved.sort(key=lambda m: (m.batch_id, m.first))
     return moved
-
-
-def _holders(kind: str, actor: str, details: dict[str, Any]) -> tuple[str | None, str | None]:
-    if kind == "issuance.issue":
-        return None, details["holder"]
-    if kind == "units.transfer":
-        return details["from"], details["to"]
-    if kind == "units.cancel":
-        return details["holder"], None
-    return actor, None  # retired or claimed by their holder
 
 
 def span_class(first: int, last: int) -> int:

@@ -31,7 +31,8 @@ from ledger.log import GENESIS_CHAIN, Entry, StoredEntry, decode_entry, seal
 from ledger.merkle import Frontier, Hash, MemoryNodeStore, NodeId, NodeReader, inclusion_proofs, root_at
 from ledger.note import NoteSigner
 from ledger.serials import parse_block
-from ledger.state import Outcome, State
+from ledger.state import Outcome, State, UnitsMoved
+from ledger.state.outcomes import Claimed
 from ledger.storage import store
 from ledger.storage.engine import read_transaction, write_transaction
 from ledger.transactions import RegistryGenesis, SignedTransaction, TransactionSigner, format_utc
@@ -253,10 +254,10 @@ class Ledger:
 
     def _check_invariants(self, state: State, outcome: Outcome) -> None:
         """The write path raises at the first violation of an invariant around what the entry touched."""
-        ranges = [parse_block(text) for text in outcome.details.get("blocks", [])]
-        findings = check_blocks_around(state, ranges)
-        if "claim_id" in outcome.details:
-            findings += check_claims(state, [outcome.details["event_id"]])
+        blocks = outcome.blocks if isinstance(outcome, UnitsMoved) else ()
+        findings = check_blocks_around(state, [parse_block(text) for text in blocks])
+        if isinstance(outcome, Claimed):
+            findings += check_claims(state, [outcome.event_id])
         if findings:
             raise IntegrityError(f"invariant broken by the write path: {findings[0]}", index=state.size - 1)
 

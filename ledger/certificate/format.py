@@ -7,7 +7,7 @@ writes one from the database and `ledger.certificate.verify` checks one offline.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
@@ -16,7 +16,7 @@ from ledger.errors import (
     CertificateError,
     EncodingError,
 )
-from ledger.state import KIND_ROLES
+from ledger.state import KIND_ROLES, SPECS
 from ledger.transactions import (
     Role,
 )
@@ -32,18 +32,7 @@ EntryRole = Literal[
 ]
 
 ENTRY_ROLES: dict[str, EntryRole] = {
-    "registry.genesis": "genesis",
-    "participant.register": "key",
-    "key.add": "key",
-    "key.rotate": "key",
-    "participant.set_roles": "role",
-    "report.submit": "report",
-    "report.verify": "verification",
-    "issuance.issue": "issuance",
-    "event.register": "event",
-    "event.footprint": "footprint",
-    "units.retire": "retirement",
-    "claim.issue": "claim",
+    kind: cast(EntryRole, spec.certificate_role) for kind, spec in SPECS.items() if spec.certificate_role is not None
 }
 """The role of an entry in a certificate, by its transaction kind; no other kind belongs in one."""
 

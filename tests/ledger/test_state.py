@@ -20,10 +20,12 @@ from ledger.state import (
     CLAIM_WINDOW_MONTHS,
     FRESHNESS,
     KIND_ROLES,
+    SPECS,
     Block,
     State,
-    _add_months,
+    add_months,
 )
+from ledger.state.spec import AUTHORISATION_CODES
 from ledger.transactions import (
     KINDS,
     Cancel,
@@ -77,11 +79,14 @@ from tests.ledger.scenario import ORIGIN, SHA, World, full_story, seeded_key
 
 
 def refuse(world: World, who: str, payload: BaseModel, code: str, match: str) -> RuleViolation:
-    """Submit a transaction that must be refused; check the rule and that nothing changed."""
+    """Submit a transaction that must be refused; check the rule (one its kind declares) and that nothing
+    changed."""
     before = world.snapshot()
     with pytest.raises(RuleViolation, match=match) as info:
         world.submit(who, payload)
     assert info.value.code == code
+    kind = payload.model_dump()["kind"]
+    assert code in SPECS[kind].codes | set(AUTHORISATION_CODES), f"{kind} refused with undeclared code {code}"
     assert world.snapshot() == before
     return info.value
 
@@ -1305,7 +1310,7 @@ def test_second_claim_for_an_event_is_refused(stocked: World) -> None:
 
 def test_retirement_for_an_event_closes_twelve_months_after_it_ends(stocked: World) -> None:
     eid, end = register_event(stocked)
-    deadline = _add_months(end, CLAIM_WINDOW_MONTHS)
+    deadline = add_months(end, CLAIM_WINDOW_MONTHS)
     assert deadline == date(end.year + 1, end.month, end.day)
     stocked.advance(timedelta(days=2))
     stocked.submit("organiser", final_footprint(eid, 2000))
@@ -1333,9 +1338,9 @@ def test_retirement_for_an_event_closes_twelve_months_after_it_ends(stocked: Wor
 
 
 def test_add_months_clamps_to_the_month_end() -> None:
-    assert _add_months(date(2024, 2, 29), 12) == date(2025, 2, 28)
-    assert _add_months(date(2025, 1, 31), 1) == date(2025, 2, 28)
-    assert _add_months(date(2025, 12, 15), 12) == date(2026, 12, 15)
+    assert add_months(date(2024, 2, 29), 12) == date(2025, 2, 28)
+    assert add_months(date(2025, 1, 31), 1) == date(2025, 2, 28)
+    assert add_months(date(2025, 12, 15), 12) == date(2026, 12, 15)
 
 
 # --- coalescing ---------------------------------------------------------------------------------------------
