@@ -68,6 +68,7 @@ def verify(
             "key_id": verified.key_id,
             "entries": list(verified.entries),
             "statement": statement.model_dump(mode="json"),
+            "proven": list(verified.proven),
             "limits": list(verified.limits),
         }
         if witnesses is not None:
@@ -85,6 +86,9 @@ def verify(
     add_row(summary, "entries", ", ".join(str(index) for index in verified.entries))
     out.print(summary)
     out.print(_statement_table(statement))
+    out.print("What the signed entries prove:")
+    for proven in verified.proven:
+        out.print(printable(f"  - {proven}"))
     out.print("What this offline check cannot prove (the full audit, cdcer audit verify, does):")
     for limit in verified.limits:
         out.print(printable(f"  - {limit}"))

@@ -109,6 +109,8 @@ def test_a_retirement_certificate_verifies_for_a_person(told: Story, retirement:
     assert "Tianfu Green" in out
     assert "cannot prove" in out
     assert "was by quantity" in out
+    assert "What the signed entries prove:" in out
+    assert "retirement RT000001: holder organiser, quantity, beneficiary" in out
 
 
 def test_a_claim_certificate_verifies(claim: Path) -> None:
@@ -120,6 +122,7 @@ def test_a_claim_certificate_verifies(claim: Path) -> None:
     assert (statement["event"]["id"], statement["footprint_kg"], statement["units"]) == ("E0001", 9600, 10)
     assert [r["id"] for r in statement["retirements"]] == ["RT000001"]
     assert LIMIT_FOOTPRINT in result["limits"]
+    assert any("which the claim's signed event_entry names" in line for line in result["proven"])
 
     code, out, err = run("certificate", "verify", str(claim), "--vkey", VKEY)
     assert code == 0, err
