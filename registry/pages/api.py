@@ -71,12 +71,12 @@ def listing(request: Request, conn: ConnDep, table: str, cursor: str | None) -> 
 def home(request: Request, conn: ConnDep) -> Response:
     t = i18n.Translator(i18n.choose(request))
     activity = service.activity(conn)
-    period = t("period_year") if activity.period == "year" else t("period_month")
     svg = chart.svg(
         activity,
-        names={"issued": t("issued"), "retired": t("retired")},
+        names={"issued": t("chart_issued"), "retired": t("chart_retired")},
+        axis=t("chart_axis"),
         title=t("over_time"),
-        description=t("chart_desc", period=period),
+        description=t("chart_desc"),
     )
     return render(request, "home.html", stats=repository.stats(conn), chart=svg if activity.labels else None)
 

@@ -1,4 +1,4 @@
-"""The home page's chart: units issued and retired per period, as inline SVG drawn on the server."""
+"""The home page's chart: units issued and retired per year, as inline SVG drawn on the server."""
 
 from __future__ import annotations
 
@@ -7,47 +7,49 @@ from dataclasses import dataclass
 from html import escape
 
 WIDTH = 640
-HEIGHT = 260
-_LEFT, _RIGHT, _TOP, _BOTTOM = 56, 12, 16, 40
+HEIGHT = 280
+_LEFT, _RIGHT, _TOP, _BOTTOM = 56, 12, 16, 60
 ISSUED_COLOUR = "#1d5f3a"  # dark green: 7.9:1 on white
 RETIRED_COLOUR = "#8a4b00"  # dark amber: 6.1:1 on white
+MAX_GAP_FILL = 40
+"""Years missing between the first and the last are drawn as empty slots, up to this many years in all."""
 
 
 @dataclass(frozen=True, slots=True)
 class Series:
-    """Units issued and retired per period label (``2023`` or ``2023-04``), in period order."""
+    """Units issued and retired per year label (``2023``), in year order."""
 
-    period: str  # "year" or "month"
     labels: tuple[str, ...]
     issued: tuple[int, ...]
     retired: tuple[int, ...]
 
 
-def series(issued: Iterable[tuple[str, int]], retired: Iterable[tuple[str, int]]) -> Series:
-    """Sum (UTC time, quantity) pairs by month, or by year when they span more than two years."""
-    issued, retired = list(issued), list(retired)
-    months = sorted({time[:7] for time, _ in issued + retired})
-    by_year = len(months) > 24 or len({m[:4] for m in months}) > 2
-    width = 4 if by_year else 7
+def series(issued: Iterable[tuple[int, int]], retired: Iterable[tuple[int, int]]) -> Series:
+    """Sum (year, quantity) pairs per year; the years between the first and the last are all shown.
 
-    def totals(pairs: list[tuple[str, int]]) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for time, quantity in pairs:
-            out[time[:width]] = out.get(time[:width], 0) + quantity
+    The caller decides what year a quantity belongs to (`registry.pages.service.activity`: issuance by
+    vintage, a retirement by the year it was for).
+    """
+
+    def totals(pairs: Iterable[tuple[int, int]]) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for year, quantity in pairs:
+            out[year] = out.get(year, 0) + quantity
         return out
 
     issued_by, retired_by = totals(issued), totals(retired)
-    labels = tuple(sorted(set(issued_by) | set(retired_by)))
+    years = sorted(set(issued_by) | set(retired_by))
+    if years and years[-1] - years[0] < MAX_GAP_FILL:
+        years = list(range(years[0], years[-1] + 1))  # an empty year is a gap on the axis, not skipped
     return Series(
-        "year" if by_year else "month",
-        labels,
-        tuple(issued_by.get(label, 0) for label in labels),
-        tuple(retired_by.get(label, 0) for label in labels),
+        tuple(str(year) for year in years),
+        tuple(issued_by.get(year, 0) for year in years),
+        tuple(retired_by.get(year, 0) for year in years),
     )
 
 
-def svg(data: Series, *, names: Mapping[str, str], title: str, description: str) -> str:
-    """Grouped bars (issued, retired) per period with a y axis, a legend, a title and a description."""
+def svg(data: Series, *, names: Mapping[str, str], axis: str, title: str, description: str) -> str:
+    """Grouped bars (issued, retired) per year with both axes, a legend, a title and a description."""
     plot_w, plot_h = WIDTH - _LEFT - _RIGHT, HEIGHT - _TOP - _BOTTOM
     top = _nice_ceiling(max((*data.issued, *data.retired, 1)))
     parts = [
@@ -68,22 +70,27 @@ def svg(data: Series, *, names: Mapping[str, str], title: str, description: str)
     bar = min(slot * 0.38, 40)
     for i, label in enumerate(data.labels):
         x = _LEFT + slot * i + slot / 2
-        for offset, value, colour, name in (
-            (-bar, data.issued[i], ISSUED_COLOUR, names["issued"]),
-            (0.0, data.retired[i], RETIRED_COLOUR, names["retired"]),
+        for offset, value, colour, name, series_name in (
+            (-bar, data.issued[i], ISSUED_COLOUR, names["issued"], "issued"),
+            (0.0, data.retired[i], RETIRED_COLOUR, names["retired"], "retired"),
         ):
             h = plot_h * value / top
             parts.append(
                 f'<rect x="{x + offset:.1f}" y="{_TOP + plot_h - h:.1f}" width="{bar:.1f}" height="{h:.1f}" '
-                f'fill="{colour}"><title>{escape(label)} {escape(name)}: {value:,}</title></rect>'
+                f'fill="{colour}" data-series="{series_name}" data-year="{escape(label)}" data-value="{value}">'
+                f"<title>{escape(label)} {escape(name)}: {value:,}</title></rect>"
             )
         parts.append(
-            f'<text x="{x:.1f}" y="{HEIGHT - _BOTTOM + 16}" text-anchor="middle" font-size="11" fill="#333">'
-            f"{escape(label)}</text>"
+            f'<text x="{x:.1f}" y="{HEIGHT - _BOTTOM + 16}" text-anchor="middle" font-size="11" fill="#333" '
+            f'class="year">{escape(label)}</text>'
         )
-    legend_y = HEIGHT - 10
+    parts.append(
+        f'<text x="{_LEFT + plot_w / 2:.1f}" y="{HEIGHT - _BOTTOM + 32}" text-anchor="middle" font-size="11" '
+        f'fill="#333" class="axis">{escape(axis)}</text>'
+    )
+    legend_y = HEIGHT - 8
     for i, (colour, name) in enumerate(((ISSUED_COLOUR, names["issued"]), (RETIRED_COLOUR, names["retired"]))):
-        x = _LEFT + i * 120
+        x = _LEFT + i * plot_w // 2
         parts.append(f'<rect x="{x}" y="{legend_y - 9}" width="10" height="10" fill="{colour}"/>')
         parts.append(f'<text x="{x + 14}" y="{legend_y}" font-size="11" fill="#333">{escape(name)}</text>')
     parts.append("</svg>")

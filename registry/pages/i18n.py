@@ -43,13 +43,20 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
     "units_retired": ("已注销 (tCO2e)", "Units retired (tCO2e)"),
     "units_cancelled": ("已作废 (tCO2e)", "Units cancelled (tCO2e)"),
     "claims_count": ("碳中和声明", "Carbon-neutral claims"),
-    "over_time": ("签发与注销趋势", "Issuance and retirement over time"),
+    "over_time": ("逐年签发与注销", "Issuance and retirement by year"),
     "issued": ("签发", "Issued"),
     "retired": ("注销", "Retired"),
     "chart_empty": ("尚无签发或注销。", "Nothing issued or retired yet."),
-    "chart_desc": ("按{period}统计的签发量与注销量（tCO2e）。", "Units issued and retired per {period} (tCO2e)."),
-    "period_year": ("年", "year"),
-    "period_month": ("月", "month"),
+    "chart_issued": ("签发量（按减排量年份）", "Issued, by vintage"),
+    "chart_retired": ("注销量（按所抵消的年份）", "Retired, by the year it was for"),
+    "chart_axis": ("年份", "Year"),
+    "chart_desc": (
+        "每年的签发量与注销量（tCO2e）。签发量按减排量年份统计；注销量按其所抵消的年份统计："
+        "机构注销按其申报年度，活动注销按活动结束的年份，个人和自愿注销按注销日期所在的年份。",
+        "Units issued and retired per year (tCO2e). Issuance counts in its vintage year; a retirement counts "
+        "in the year it was for: an organisation's reporting year, the year an event ended, and for an "
+        "individual's or a voluntary retirement the year it was made.",
+    ),
     "code": ("代码", "Code"),
     "version": ("版本", "Version"),
     "title": ("名称", "Title"),

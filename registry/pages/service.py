@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Integer, cast, func, select
 
 from ledger.certificate import Certificate, VerifiedCertificate, verify_certificate
 from ledger.checkpoint import open_checkpoint
@@ -29,17 +29,28 @@ from registry.public import repository
 
 
 def activity(conn: Connection) -> chart.Series:
-    """Units issued (by batch issuance time) and retired (by retirement time), summed per month in SQL."""
-    batches, retirements = repository.table("batches"), repository.table("retirements")
+    """Units issued per vintage and retired per the year they were for, summed per year in SQL.
 
-    def monthly(time_column: object, quantity_column: object) -> list[tuple[str, int]]:
-        month = func.substr(time_column, 1, 7)
-        rows = conn.execute(select(month, func.sum(quantity_column)).group_by(month))
-        return [(str(label), int(total)) for label, total in rows]
-
+    Log times would put a whole history into the days it was recorded in (a registry migrated or a demo
+    built in one afternoon shows one bar), so the chart uses the years the transactions name. Issuance is
+    by vintage. A retirement is for its organisation's reporting `year`, or for the year its event ended;
+    an individual's or a voluntary retirement names no year, and counts in the year it was made.
+    """
+    batches, retirements, events = (repository.table(name) for name in ("batches", "retirements", "events"))
+    issued = conn.execute(select(batches.c.vintage, func.sum(batches.c.quantity)).group_by(batches.c.vintage))
+    year = func.coalesce(
+        retirements.c.year,
+        cast(func.substr(events.c.end_date, 1, 4), Integer),
+        cast(func.substr(retirements.c.retired_time, 1, 4), Integer),
+    )
+    retired = conn.execute(
+        select(year, func.sum(retirements.c.quantity))
+        .select_from(retirements.outerjoin(events, events.c.id == retirements.c.event_id))
+        .group_by(year)
+    )
     return chart.series(
-        monthly(batches.c.issued_time, batches.c.quantity),
-        monthly(retirements.c.retired_time, retirements.c.quantity),
+        [(int(vintage), int(total)) for vintage, total in issued],
+        [(int(label), int(total)) for label, total in retired],
     )
 
 

@@ -101,6 +101,16 @@ def test_the_switch_keeps_the_page_and_its_filters(demo: Demo) -> None:
     assert switch.group(1).replace("&amp;", "&") == "/projects?lang=en&state=registered"
 
 
+def chart_bars(page: str) -> dict[str, dict[int, int]]:
+    """The home page's chart as {series: {year: units}}, read from its SVG."""
+    svg = re.search(r"<svg .*?</svg>", page, flags=re.DOTALL)
+    assert svg is not None
+    bars: dict[str, dict[int, int]] = {"issued": {}, "retired": {}}
+    for series, year, value in re.findall(r'data-series="(\w+)" data-year="(\d+)" data-value="(\d+)"', svg.group(0)):
+        bars[series][int(year)] = int(value)
+    return bars
+
+
 def test_the_home_page_shows_the_totals_and_a_chart(demo: Demo) -> None:
     stats = demo.client.get("/v1/stats").json()
     page = demo.client.get("/", params={"lang": "en"}).text
@@ -109,27 +119,56 @@ def test_the_home_page_shows_the_totals_and_a_chart(demo: Demo) -> None:
     svg = re.search(r"<svg .*?</svg>", page, flags=re.DOTALL)
     assert svg is not None
     assert 'role="img"' in svg.group(0)
-    assert '<title id="chart-title">Issuance and retirement over time</title>' in svg.group(0)
-    assert f"Issued: {stats['units_issued']:,}" in svg.group(0)  # one period: the demo ran just now
+    assert '<title id="chart-title">Issuance and retirement by year</title>' in svg.group(0)
+    assert ">Issued, by vintage</text>" in svg.group(0)
+    assert ">Retired, by the year it was for</text>" in svg.group(0)
+    assert ">Year</text>" in svg.group(0)
+    bars = chart_bars(page)
+    assert sum(bars["issued"].values()) == stats["units_issued"]
+    assert sum(bars["retired"].values()) == stats["units_retired"]
+    chinese = demo.client.get("/", params={"lang": "zh"}).text
+    assert ">签发量（按减排量年份）</text>" in chinese
+    assert ">年份</text>" in chinese
 
 
-def test_the_chart_sums_by_month_or_by_year() -> None:
-    monthly = chart.series([("2024-01-05T00:00:00Z", 5), ("2024-01-20T00:00:00Z", 7)], [("2024-03-01T00:00:00Z", 2)])
-    assert (monthly.period, monthly.labels, monthly.issued, monthly.retired) == (
-        "month",
-        ("2024-01", "2024-03"),
-        (12, 0),
-        (0, 2),
+def test_the_demo_chart_spans_its_years_of_issuance(demo: Demo) -> None:
+    # The demo is appended in one go, so every log time is today: charted by log time it was one bar.
+    bars = chart_bars(demo.client.get("/", params={"lang": "en"}).text)
+    batches = demo.client.get("/v1/batches", params={"limit": 500}).json()["items"]
+    by_vintage: dict[int, int] = {}
+    for batch in batches:
+        by_vintage[batch["vintage"]] = by_vintage.get(batch["vintage"], 0) + batch["quantity"]
+    assert {year: units for year, units in bars["issued"].items() if units} == by_vintage
+    assert len(by_vintage) >= 3, by_vintage
+    # A retirement counts in the year it was for: the organisation's year, the event's, or the year made.
+    events = {e["id"]: e for e in demo.client.get("/v1/events", params={"limit": 500}).json()["items"]}
+    by_year: dict[int, int] = {}
+    for retirement in demo.client.get("/v1/retirements", params={"limit": 500}).json()["items"]:
+        if retirement["year"] is not None:
+            year = retirement["year"]
+        elif retirement["event_id"] is not None:
+            year = int(events[retirement["event_id"]]["end_date"][:4])
+        else:
+            year = int(retirement["retired_time"][:4])
+        by_year[year] = by_year.get(year, 0) + retirement["quantity"]
+    assert {year: units for year, units in bars["retired"].items() if units} == by_year
+    assert min(by_year) < max(by_year)  # last year's organisation retirements, this year's own
+    shown = sorted(bars["issued"])
+    assert shown == list(range(shown[0], shown[-1] + 1))  # every year on the axis, in order
+
+
+def test_the_chart_sums_by_year_and_shows_every_year_between() -> None:
+    yearly = chart.series([(2021, 1), (2023, 2), (2021, 4)], [(2024, 3)])
+    assert (yearly.labels, yearly.issued, yearly.retired) == (
+        ("2021", "2022", "2023", "2024"),
+        (5, 0, 2, 0),
+        (0, 0, 0, 3),
     )
-    yearly = chart.series([("2021-01-01T00:00:00Z", 1), ("2023-06-01T00:00:00Z", 2)], [("2024-02-01T00:00:00Z", 3)])
-    assert (yearly.period, yearly.labels, yearly.issued, yearly.retired) == (
-        "year",
-        ("2021", "2023", "2024"),
-        (1, 2, 0),
-        (0, 0, 3),
-    )
-    drawn = chart.svg(yearly, names={"issued": "Issued", "retired": "Retired"}, title="T", description="D")
-    assert drawn.count("<rect") == 3 * 2 + 2  # two bars per period and two legend keys
+    assert chart.series([], []).labels == ()
+    sparse = chart.series([(2000, 1), (2100, 1)], [])
+    assert sparse.labels == ("2000", "2100")  # a century of empty slots would be unreadable
+    drawn = chart.svg(yearly, names={"issued": "Issued", "retired": "Retired"}, axis="Year", title="T", description="D")
+    assert drawn.count("<rect") == 4 * 2 + 2  # two bars per year and two legend keys
     strict_parse(f"<!DOCTYPE html><html lang=en><title>t</title><body>{drawn}</body></html>")
 
 
