@@ -86,6 +86,12 @@ class Role(StrEnum):
     EVENT_ORGANISER = "event_organiser"
     ACCOUNT_HOLDER = "account_holder"
     AUDITOR = "auditor"
+    # The public path (carbon points): who attests citizens' low-carbon activity, who runs the app that
+    # holds their pseudonymous point accounts, who sells against points, who evaluates low-carbon scenes.
+    DATA_PROVIDER = "data_provider"
+    PLATFORM_OPERATOR = "platform_operator"
+    MERCHANT = "merchant"
+    SCENE_EVALUATOR = "scene_evaluator"
 
 
 class RetirementPurpose(StrEnum):
@@ -432,6 +438,94 @@ class ClaimIssue(_Model):
     """The log index of the event's `event.register` entry, so a certificate cannot swap in another event."""
 
 
+# --- the public path: carbon points ------------------------------------------------------------------
+
+
+class ClaimMode(StrEnum):
+    """Whether a points rule only rewards activity or also claims its reduction (one claimant per reduction)."""
+
+    REWARD_ONLY = "reward_only"
+    CLAIM = "claim"
+
+
+class PointsSubject(StrEnum):
+    """What one attested record is about: rewarded at most once across providers."""
+
+    ACCOUNT_DAY = "account_day"
+    VEHICLE_DAY = "vehicle_day"
+    METER_MONTH = "meter_month"
+
+
+class PointAccountKind(StrEnum):
+    CITIZEN = "citizen"
+    SMALL_BUSINESS = "small_business"
+
+
+RuleId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{1,47}$")]
+PointAccountId = Annotated[str, StringConstraints(pattern=r"^PA[0-9a-f]{16}$")]
+"""A pseudonymous point account: random, so the public log holds no personal data."""
+Points = Annotated[int, Field(strict=True, gt=0, le=MAX_SAFE_INTEGER)]
+
+
+class PointsRulePublish(_Model):
+    """Publishes version `version` of a points rule (authority); versions never apply retroactively."""
+
+    kind: Literal["points.rule_publish"] = "points.rule_publish"
+    rule_id: RuleId
+    version: Annotated[int, Field(strict=True, ge=1, le=10_000)]
+    title: Text
+    activity_unit: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+    emission_factor_g: Points
+    """gCO2e avoided per activity unit."""
+    factor_source: Text
+    points_per_gram: Points
+    daily_cap: Points
+    monthly_cap: Points
+    annual_cap: Points
+    late_window_days: Annotated[int, Field(strict=True, ge=0, le=90)]
+    """How many days after an activity day its attestation is still accepted."""
+    claim_mode: ClaimMode
+    subject: PointsSubject
+    displaced_source: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{1,63}$")]
+    """The emission source the activity displaces (with the subject and period, the reduction's claim key)."""
+    effective_from: date
+    effective_until: date | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PointsRulePublish:
+        if not self.daily_cap <= self.monthly_cap <= self.annual_cap:
+            raise ValueError("caps must grow: daily_cap <= monthly_cap <= annual_cap")
+        if self.effective_until is not None and self.effective_until < self.effective_from:
+            raise ValueError("effective_until is before effective_from")
+        return self
+
+
+class ProviderScope(_Model):
+    """Sets the points rules a data provider may attest (authority); an empty tuple revokes them all."""
+
+    kind: Literal["points.provider_scope"] = "points.provider_scope"
+    provider: Identifier
+    rules: tuple[RuleId, ...] = Field(max_length=100)
+
+
+class PointAccountOpen(_Model):
+    """Opens a pseudonymous point account for a citizen or small business (platform operator)."""
+
+    kind: Literal["points.account_open"] = "points.account_open"
+    account_id: PointAccountId
+    account_kind: PointAccountKind
+
+
+class PointsConsent(_Model):
+    """Records a holder's consent, given in the operator's app, for a provider to attest under a rule."""
+
+    kind: Literal["points.consent"] = "points.consent"
+    account_id: PointAccountId
+    provider: Identifier
+    rule_id: RuleId
+    granted: bool
+
+
 Payload = Annotated[
     RegistryGenesis
     | ParticipantRegister
@@ -463,7 +557,11 @@ Payload = Annotated[
     | Unfreeze
     | EventRegister
     | EventFootprint
-    | ClaimIssue,
+    | ClaimIssue
+    | PointsRulePublish
+    | ProviderScope
+    | PointAccountOpen
+    | PointsConsent,
     Field(discriminator="kind"),
 ]
 

@@ -12,7 +12,8 @@ The package, by layer:
 - `spec`: how a kind is declared (`KindSpec`: payload, roles, handler, refusal codes, its history action
   and certificate role) and the classes of refusal;
 - `context`: what a handler works with, and the helpers every domain shares;
-- `participants`, `projects`, `units`, `events`: the domains, each its handlers and its `SPECS`;
+- `participants`, `projects`, `units`, `events`, `points` (the public path): the domains, each its
+  handlers and its `SPECS`;
 - `kinds`: every kind gathered, and the tables derived from them;
 - `core`: `State`, its authorisation and its apply.
 """
@@ -27,11 +28,15 @@ from ledger.state.records import (
     Block,
     Cancellation,
     Claim,
+    Consent,
     Event,
     Key,
     Methodology,
     Participant,
+    PointAccount,
+    PointsRule,
     Project,
+    ProviderRules,
     Report,
     Retirement,
     Witness,
@@ -51,13 +56,17 @@ __all__ = [
     "Block",
     "Cancellation",
     "Claim",
+    "Consent",
     "Event",
     "Key",
     "KindSpec",
     "Methodology",
     "Outcome",
     "Participant",
+    "PointAccount",
+    "PointsRule",
     "Project",
+    "ProviderRules",
     "Refusal",
     "Report",
     "Retirement",

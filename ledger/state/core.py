@@ -25,11 +25,15 @@ from ledger.state.records import (
     Block,
     Cancellation,
     Claim,
+    Consent,
     Event,
     Key,
     Methodology,
     Participant,
+    PointAccount,
+    PointsRule,
     Project,
+    ProviderRules,
     Report,
     Retirement,
     Witness,
@@ -62,6 +66,13 @@ class State:
         self.cancellations: dict[str, Cancellation] = {}
         self.events: dict[str, Event] = {}
         self.claims: dict[str, Claim] = {}
+        # The public path: points rules by (rule, version) and each rule's latest version, providers' rules,
+        # point accounts, consents by (account, provider, rule).
+        self.points_rules: dict[tuple[str, int], PointsRule] = {}
+        self.rule_versions: dict[str, int] = {}
+        self.provider_rules: dict[str, ProviderRules] = {}
+        self.point_accounts: dict[str, PointAccount] = {}
+        self.consents: dict[tuple[str, str, str], Consent] = {}
         # Units: every block of a batch, sorted by first serial; and each holder's held blocks.
         self.blocks: dict[str, list[Block]] = {}
         self._firsts: dict[str, list[int]] = {}
@@ -88,6 +99,10 @@ class State:
             Cancellation.TABLE: self.cancellations,
             Event.TABLE: self.events,
             Claim.TABLE: self.claims,
+            PointsRule.TABLE: self.points_rules,
+            ProviderRules.TABLE: self.provider_rules,
+            PointAccount.TABLE: self.point_accounts,
+            Consent.TABLE: self.consents,
         }
 
     # ---- reading ------------------------------------------------------------------------------------
@@ -260,6 +275,8 @@ class State:
             if table == Report.TABLE and key[0] not in target:
                 # The index the overlap rule reads: kept here so it changes only on commit.
                 self.reports_by_project.setdefault(record.project_id, []).append(key[0])
+            if table == PointsRule.TABLE:
+                self.rule_versions[record.rule_id] = max(self.rule_versions.get(record.rule_id, 0), record.version)
             target[key[0] if len(key) == 1 else key] = record
         self.dirty.add((table, key))
 

@@ -213,3 +213,31 @@ class Claimed(UnitsMoved):
 
     def moved(self, actor: str) -> tuple[tuple[str, ...], str | None, str | None, str | None]:
         return self.blocks, actor, None, self.claim_id
+
+
+# --- the public path: carbon points ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RulePublished(Outcome):
+    rule_id: str
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderScoped(Outcome):
+    provider: str
+    rules: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PointAccountOpened(Outcome):
+    account_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentSet(Outcome):
+    account_id: str
+    provider: str
+    rule_id: str
+    granted: bool

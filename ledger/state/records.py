@@ -202,6 +202,67 @@ class Claim:
     issued_time: str
 
 
+@dataclass(frozen=True, slots=True)
+class PointsRule:
+    """One version of a points rule, as the authority published it."""
+
+    TABLE: ClassVar[str] = "points_rules"
+    KEY: ClassVar[tuple[str, ...]] = ("rule_id", "version")
+    rule_id: str
+    version: int
+    title: str
+    activity_unit: str
+    emission_factor_g: int
+    factor_source: str
+    points_per_gram: int
+    daily_cap: int
+    monthly_cap: int
+    annual_cap: int
+    late_window_days: int
+    claim_mode: str  # reward_only | claim
+    subject: str  # account_day | vehicle_day | meter_month
+    displaced_source: str
+    effective_from: str
+    effective_until: str | None
+    published_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRules:
+    """The points rules a data provider may attest."""
+
+    TABLE: ClassVar[str] = "provider_rules"
+    KEY: ClassVar[tuple[str, ...]] = ("provider",)
+    provider: str
+    rules: tuple[str, ...]
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class PointAccount:
+    """A pseudonymous point account, held in a platform operator's app (no personal data)."""
+
+    TABLE: ClassVar[str] = "point_accounts"
+    KEY: ClassVar[tuple[str, ...]] = ("id",)
+    id: str
+    account_kind: str  # citizen | small_business
+    operator: str
+    opened_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    """Whether a point account lets a provider attest its activity under a rule."""
+
+    TABLE: ClassVar[str] = "points_consents"
+    KEY: ClassVar[tuple[str, ...]] = ("account_id", "provider", "rule_id")
+    account_id: str
+    provider: str
+    rule_id: str
+    granted: bool
+    updated_at: int
+
+
 RECORD_TYPES: tuple[type[Any], ...] = (
     Participant,
     Key,
@@ -215,6 +276,10 @@ RECORD_TYPES: tuple[type[Any], ...] = (
     Cancellation,
     Event,
     Claim,
+    PointsRule,
+    ProviderRules,
+    PointAccount,
+    Consent,
 )
 
 

@@ -98,6 +98,8 @@ RULE_CODES: dict[str, Refusal] = {
     "too_early": Refusal.CONFLICT,
     "period_not_ended": Refusal.CONFLICT,
     "last_authority": Refusal.CONFLICT,
+    "rule_version": Refusal.CONFLICT,
+    "out_of_scope": Refusal.CONFLICT,
     "invalid_key": Refusal.INVALID,
     "invalid_block": Refusal.INVALID,
     "invalid_transfer": Refusal.INVALID,
@@ -107,6 +109,9 @@ RULE_CODES: dict[str, Refusal] = {
     "outside_crediting_period": Refusal.INVALID,
     "empty_footprint": Refusal.INVALID,
     "event_mismatch": Refusal.INVALID,
+    "retroactive": Refusal.INVALID,
+    "invalid_rule": Refusal.INVALID,
+    "invalid_provider": Refusal.INVALID,
 }
 """Every code a handler can refuse with, and its class."""
 

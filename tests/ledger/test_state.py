@@ -49,6 +49,9 @@ from ledger.transactions import (
     ParticipantReinstate,
     ParticipantSetRoles,
     ParticipantSuspend,
+    PointAccountKind,
+    PointAccountOpen,
+    PointsConsent,
     ProjectClose,
     ProjectDecide,
     ProjectDecision,
@@ -58,6 +61,7 @@ from ledger.transactions import (
     ProjectSubmit,
     ProjectSuspend,
     ProjectValidate,
+    ProviderScope,
     RegistryGenesis,
     ReportReject,
     ReportSubmit,
@@ -74,6 +78,7 @@ from ledger.transactions import (
     WitnessRemove,
 )
 from tests.ledger.scenario import ORIGIN, SHA, World, full_story, seeded_key
+from tests.ledger.state.test_points import ACCOUNT, rule
 
 # --- helpers -------------------------------------------------------------------------------------------
 
@@ -469,6 +474,10 @@ PAYLOADS: dict[str, Callable[[], BaseModel]] = {
     ),
     "event.footprint": lambda: final_footprint("E0001", 1000),
     "claim.issue": lambda: ClaimIssue(event_id="E0001", event_entry=0),
+    "points.rule_publish": lambda: rule("bike-km", date(2025, 3, 1)),
+    "points.provider_scope": lambda: ProviderScope(provider="as-data-provider", rules=()),
+    "points.account_open": lambda: PointAccountOpen(account_id=ACCOUNT, account_kind=PointAccountKind.CITIZEN),
+    "points.consent": lambda: PointsConsent(account_id=ACCOUNT, provider="bike-co", rule_id="bike-km", granted=True),
 }
 
 

@@ -35,6 +35,7 @@ from ledger.transactions import (
     Cancel,
     CancellationReason,
     ClaimIssue,
+    ClaimMode,
     EventFootprint,
     EventKind,
     EventRegister,
@@ -53,6 +54,11 @@ from ledger.transactions import (
     ParticipantReinstate,
     ParticipantSetRoles,
     ParticipantSuspend,
+    PointAccountKind,
+    PointAccountOpen,
+    PointsConsent,
+    PointsRulePublish,
+    PointsSubject,
     ProjectClose,
     ProjectDecide,
     ProjectDecision,
@@ -62,6 +68,7 @@ from ledger.transactions import (
     ProjectSubmit,
     ProjectSuspend,
     ProjectValidate,
+    ProviderScope,
     RegistryGenesis,
     ReportReject,
     ReportSubmit,
@@ -83,7 +90,7 @@ from tests.conftest import AUTHORITY, AUTHORITY_NAME, Databases, Story, log_sign
 from tests.ledger.scenario import ORIGIN, SHA, seeded_key
 
 PROBLEM = "application/problem+json"
-PROBLEM_BASE = "https://cdcer.example/problems/"
+PROBLEM_BASE = "/problems/"
 URL = "/v1/transactions"
 
 # The participant who holds exactly one role, for every role there is.
@@ -94,7 +101,12 @@ ROLE_HOLDERS: dict[Role, str] = {
     Role.EVENT_ORGANISER: "organiser",
     Role.ACCOUNT_HOLDER: "buyer",
     Role.AUDITOR: "auditor",
+    Role.DATA_PROVIDER: "bike-provider",
+    Role.PLATFORM_OPERATOR: "tianfu-app",
+    Role.MERCHANT: "tea-house",
+    Role.SCENE_EVALUATOR: "scene-evaluator",
 }
+ACCOUNT = "PA00000000000000a1"  # a point account the platform operator opened
 WITNESS = CosignatureSigner("witness.test/w1", seeded_key("witness").seed)
 STRANGER = seeded_key("mallory")  # a key no participant holds
 
@@ -187,7 +199,11 @@ def populate(story: Story) -> None:
     and frozen; a witness; an event with its final footprint and units retired for it, but no claim yet.
     """
     world = story.world
-    world.register("auditor", [Role.AUDITOR])
+    for role in (Role.AUDITOR, Role.DATA_PROVIDER, Role.PLATFORM_OPERATOR, Role.MERCHANT, Role.SCENE_EVALUATOR):
+        world.register(ROLE_HOLDERS[role], [role])
+    world.submit("authority", points_rule("bike-km", world.clock.date()))
+    world.submit("authority", ProviderScope(provider="bike-provider", rules=("bike-km",)))
+    world.submit("tianfu-app", PointAccountOpen(account_id=ACCOUNT, account_kind=PointAccountKind.CITIZEN))
     world.register("spare", [Role.ACCOUNT_HOLDER])
     world.register("dormant", [Role.ACCOUNT_HOLDER])
     world.submit("authority", ParticipantSuspend(participant_id="dormant", reason="no activity for two years"))
@@ -240,6 +256,26 @@ def populate(story: Story) -> None:
     )
     world.retire("organiser", Selection(quantity=5), purpose=RetirementPurpose.EVENT, event_id=event)
     story.sync(together=True)
+
+
+def points_rule(rule_id: str, effective_from: date) -> PointsRulePublish:
+    return PointsRulePublish(
+        rule_id=rule_id,
+        version=1,
+        title="Shared-bike kilometres",
+        activity_unit="km",
+        emission_factor_g=120,
+        factor_source="Chengdu transport survey 2024",
+        points_per_gram=1,
+        daily_cap=2_000,
+        monthly_cap=30_000,
+        annual_cap=200_000,
+        late_window_days=7,
+        claim_mode=ClaimMode.REWARD_ONLY,
+        subject=PointsSubject.ACCOUNT_DAY,
+        displaced_source="car-trips",
+        effective_from=effective_from,
+    )
 
 
 def event_payload() -> EventRegister:
@@ -341,6 +377,14 @@ PAYLOADS: dict[str, Callable[[State], BaseModel]] = {
     "event.register": lambda _: event_payload(),
     "event.footprint": lambda s: EventFootprint(
         event_id=unclaimed_event(s), stage=FootprintStage.PLANNED, sources={FootprintSource.CATERING: 900}
+    ),
+    "points.rule_publish": lambda s: points_rule("walk-steps", Clock(s).now.date() + timedelta(days=1)),
+    "points.provider_scope": lambda _: ProviderScope(provider="bike-provider", rules=("bike-km",)),
+    "points.account_open": lambda _: PointAccountOpen(
+        account_id="PA00000000000000b2", account_kind=PointAccountKind.SMALL_BUSINESS
+    ),
+    "points.consent": lambda _: PointsConsent(
+        account_id=ACCOUNT, provider="bike-provider", rule_id="bike-km", granted=True
     ),
     "claim.issue": lambda s: ClaimIssue(event_id=unclaimed_event(s), event_entry=event_entry(s, unclaimed_event(s))),
 }
