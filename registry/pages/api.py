@@ -16,6 +16,8 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import func
 
+from ledger.certificate import CertificateKind
+from ledger.storage import store
 from registry.certificates.api import CertificatesDep
 from registry.certificates.service import CertificateCache
 from registry.deps import ConnDep, SettingsDep
@@ -55,13 +57,17 @@ def error_page(request: Request, error: RegistryError) -> Response:
     return render(request, "error.html", status_code=error.status, status=error.status, detail=error.detail)
 
 
-def listing(request: Request, conn: ConnDep, table: str, cursor: str | None) -> Response:
-    """One page of a public list, rendered with the template of the table's name."""
+def listing(
+    request: Request, conn: ConnDep, table: str, cursor: str | None, *, people: tuple[str, ...] = ()
+) -> Response:
+    """One page of a public list, rendered with the template of the table's name; the participants named in
+    its `people` columns come with their names."""
     try:
         page = public.list_page(conn, table, where=[], cursor=cursor, limit=PAGE_SIZE)
     except RegistryError as exc:
         return error_page(request, exc)
-    return render(request, f"{table}.html", page=page)
+    names = repository.names(conn, (row[column] for row in page.rows for column in people))
+    return render(request, f"{table}.html", page=page, names=names)
 
 
 # --- home, methodologies, projects --------------------------------------------------------------------
@@ -138,7 +144,16 @@ def project(request: Request, conn: ConnDep, project_id: str) -> Response:
     history += [(b["issued_at"], t("h_issued", id=b["id"], quantity=f"{b['quantity']:,}")) for b in batches]
     if row["updated_at"] != row["submitted_at"]:
         history.append((row["updated_at"], t("h_updated", state=t.word("s", row["state"]))))
-    return render(request, "project.html", project=row, reports=reports, batches=batches, history=sorted(history))
+    return render(
+        request,
+        "project.html",
+        project=row,
+        reports=reports,
+        batches=batches,
+        history=sorted(history),
+        units=repository.project_units(conn, project_id),
+        names=repository.names(conn, [row["owner"], row["validator"], *(r["verifier"] for r in reports)]),
+    )
 
 
 # --- serials, retirements ------------------------------------------------------------------------------
@@ -162,14 +177,25 @@ def serial_lookup(
             status_code, detail = exc.status, exc.detail
     if found is not None and found.next_cursor is not None:
         next_url = "/serials?" + urlencode({"serial": serial.strip(), "cursor": found.next_cursor})
+    names = {}
+    if found is not None:
+        holders = [b.holder for b in found.blocks]
+        names = repository.names(conn, [*holders, *(h for m in found.history for h in (m.from_holder, m.to_holder))])
     return render(
-        request, "serial.html", status_code=status_code, serial=serial, found=found, detail=detail, next_url=next_url
+        request,
+        "serial.html",
+        status_code=status_code,
+        serial=serial,
+        found=found,
+        detail=detail,
+        next_url=next_url,
+        names=names,
     )
 
 
 @router.get("/retirements")
 def retirements(request: Request, conn: ConnDep, cursor: str | None = None) -> Response:
-    return listing(request, conn, "retirements", cursor)
+    return listing(request, conn, "retirements", cursor, people=("holder",))
 
 
 # --- events and claims ---------------------------------------------------------------------------------
@@ -177,7 +203,7 @@ def retirements(request: Request, conn: ConnDep, cursor: str | None = None) -> R
 
 @router.get("/events")
 def events(request: Request, conn: ConnDep, cursor: str | None = None) -> Response:
-    return listing(request, conn, "events", cursor)
+    return listing(request, conn, "events", cursor, people=("organiser",))
 
 
 @router.get("/events/{event_id}")
@@ -189,12 +215,13 @@ def event(request: Request, conn: ConnDep, event_id: str) -> Response:
     retired = repository.page(
         conn, "retirements", where=repository.equal("retirements", event_id=event_id), after=None, limit=1000
     )
-    return render(request, "event.html", event=row, retirements=retired)
+    names = repository.names(conn, [row["organiser"], *(r["holder"] for r in retired)])
+    return render(request, "event.html", event=row, retirements=retired, names=names)
 
 
 @router.get("/claims")
 def claims(request: Request, conn: ConnDep, cursor: str | None = None) -> Response:
-    return listing(request, conn, "claims", cursor)
+    return listing(request, conn, "claims", cursor, people=("organiser",))
 
 
 async def get_verifications(request: Request) -> service.VerificationCache:
@@ -202,6 +229,38 @@ async def get_verifications(request: Request) -> service.VerificationCache:
 
 
 VerificationsDep = Annotated[service.VerificationCache, Depends(get_verifications)]
+
+
+def _record_context(
+    conn: ConnDep,
+    *,
+    kind: CertificateKind,
+    record_id: str,
+    path: str,
+    settings: Settings,
+    certificates: CertificateCache,
+    verifications: service.VerificationCache,
+) -> dict[str, Any]:
+    """What a retirement's or a claim's page and PDF share: the live verification, the page's URL and QR code."""
+    verification = service.verify_record(
+        conn, kind=kind, record_id=record_id, certificates_cache=certificates, verifications=verifications
+    )
+    # The configured address, never the request's Host header: a QR code or a PDF travels, and must not
+    # send whoever scans it to wherever the request that rendered it claimed to be addressed.
+    url = f"{settings.public_base_url}/{path}/{quote(record_id, safe='')}"
+    entries: list[tuple[int, str]] = []
+    if verification.certificate is not None:
+        entries = [(entry.index, entry.role) for entry in verification.certificate.entries]
+    vkey = verification.certificate.vkey if verification.certificate is not None else store.get_meta(conn, "vkey")
+    return {
+        "verification": verification,
+        "entries": entries,
+        "vkey": vkey or "",
+        "base_url": settings.public_base_url,
+        "json_url": f"{settings.public_base_url}/v1/{path}/{quote(record_id, safe='')}/certificate",
+        "url": url,
+        "qr": qr.data_uri(url),
+    }
 
 
 def _claim_context(
@@ -215,23 +274,17 @@ def _claim_context(
     row = public.one(conn, "claims", [claim_id], what="claim", listing="/claims")
     event_row = repository.get(conn, "events", [row["event_id"]])
     organiser = repository.get(conn, "participants", [row["organiser"]])
-    verification = service.verify_claim(conn, claim_id, certificates_cache=certificates, verifications=verifications)
-    # The configured address, never the request's Host header: a QR code or a PDF travels, and must not
-    # send whoever scans it to wherever the request that rendered it claimed to be addressed.
-    url = f"{settings.public_base_url}/claims/{quote(claim_id, safe='')}"
-    entries: list[tuple[int, str]] = []
-    if verification.certificate is not None:
-        entries = [(entry.index, entry.role) for entry in verification.certificate.entries]
-    return {
-        "claim": row,
-        "event": event_row,
-        "organiser": organiser,
-        "verification": verification,
-        "entries": entries,
-        "base_url": settings.public_base_url,
-        "url": url,
-        "qr": qr.data_uri(url),
-    }
+    record = _record_context(
+        conn,
+        kind="claim",
+        record_id=claim_id,
+        path="claims",
+        settings=settings,
+        certificates=certificates,
+        verifications=verifications,
+    )
+    names = {} if organiser is None else {organiser["id"]: organiser["name"]}
+    return {"claim": row, "event": event_row, "organiser": organiser, "names": names, **record}
 
 
 @router.get("/claims/{claim_id}", name="claim")
@@ -265,51 +318,91 @@ def claim_pdf(
         context = _claim_context(
             conn, claim_id, settings=settings, certificates=certificates, verifications=verifications
         )
+        t = i18n.Translator(i18n.choose(request))
+        return _pdf(pdf.claim_certificate(context, t), claim_id, t)
     except RegistryError as exc:
         return error_page(request, exc)
-    t = i18n.Translator(i18n.choose(request))
-    row, verification = context["claim"], context["verification"]
-    event_row, organiser = context["event"], context["organiser"]
-    event_name = event_row["name"] if event_row else row["event_id"]
-    organiser_name = organiser["name"] if organiser else row["organiser"]
-    facts = pdf.ClaimFacts(
-        claim_id=row["id"],
-        statement=t(
-            "claim_statement",
-            organiser=organiser_name,
-            event=event_name,
-            units=row["units"],
-            kg=f"{row['footprint_kg']:,}",
-        ),
-        rows=[
-            (t("event"), f"{event_name} ({row['event_id']})"),
-            (t("organiser"), f"{organiser_name} ({row['organiser']})"),
-            (t("dates"), f"{event_row['start_date']} – {event_row['end_date']}" if event_row else ""),
-            (t("units"), f"{row['units']:,}"),
-            (t("issued_at"), row["issued_time"]),
-            (t("entry"), f"#{row['entry']}"),
-        ],
-        footprint=[(t.word("f", source), kg) for source, kg in row["footprint"]],
-        footprint_kg=row["footprint_kg"],
-        blocks=row["blocks"],
-        entries=[(index, t.word("r", role)) for index, role in context["entries"]],
-        verification=_verification_text(t, verification),
-        url=context["url"],
+
+
+# --- retirements, participants ---------------------------------------------------------------------------
+
+
+def _retirement_context(
+    conn: ConnDep,
+    retirement_id: str,
+    *,
+    settings: Settings,
+    certificates: CertificateCache,
+    verifications: service.VerificationCache,
+) -> dict[str, Any]:
+    row = public.one(conn, "retirements", [retirement_id], what="retirement", listing="/retirements")
+    event_row = None if row["event_id"] is None else repository.get(conn, "events", [row["event_id"]])
+    record = _record_context(
+        conn,
+        kind="retirement",
+        record_id=retirement_id,
+        path="retirements",
+        settings=settings,
+        certificates=certificates,
+        verifications=verifications,
     )
+    names = repository.names(conn, [row["holder"], event_row["organiser"] if event_row else None])
+    return {"retirement": row, "event": event_row, "names": names, **record}
+
+
+@router.get("/retirements/{retirement_id}", name="retirement")
+def retirement(
+    request: Request,
+    conn: ConnDep,
+    settings: SettingsDep,
+    certificates: CertificatesDep,
+    verifications: VerificationsDep,
+    retirement_id: str,
+) -> Response:
+    try:
+        context = _retirement_context(
+            conn, retirement_id, settings=settings, certificates=certificates, verifications=verifications
+        )
+    except RegistryError as exc:
+        return error_page(request, exc)
+    return render(request, "retirement.html", **context)
+
+
+@router.get("/retirements/{retirement_id}/certificate.pdf")
+def retirement_pdf(
+    request: Request,
+    conn: ConnDep,
+    settings: SettingsDep,
+    certificates: CertificatesDep,
+    verifications: VerificationsDep,
+    retirement_id: str,
+) -> Response:
+    try:
+        context = _retirement_context(
+            conn, retirement_id, settings=settings, certificates=certificates, verifications=verifications
+        )
+        t = i18n.Translator(i18n.choose(request))
+        return _pdf(pdf.retirement_certificate(context, t), retirement_id, t)
+    except RegistryError as exc:
+        return error_page(request, exc)
+
+
+def _pdf(document: bytes, record_id: str, t: i18n.Translator) -> Response:
+    """A certificate PDF as a download named by its record and language (``CN0001-certificate-en.pdf``)."""
     return Response(
-        pdf.claim_pdf(facts, t),
+        document,
         media_type="application/pdf",
-        headers={"Content-Disposition": f'attachment; filename="{row["id"]}.pdf"'},
+        headers={"Content-Disposition": f'attachment; filename="{record_id}-certificate-{t.language}.pdf"'},
     )
 
 
-def _verification_text(t: i18n.Translator, verification: service.Verification) -> str:
-    if verification.verified is None:
-        return f"{t('not_verified')}: {verification.reason}"
-    done = verification.verified
-    return f"{t('verified')}: " + t(
-        "verified_detail", count=len(done.entries), size=f"{done.checkpoint_size:,}", key=done.key_id
-    )
+@router.get("/participants/{participant_id}", name="participant")
+def participant(request: Request, conn: ConnDep, participant_id: str) -> Response:
+    try:
+        row = public.one(conn, "participants", [participant_id], what="participant", listing="/v1/participants")
+    except RegistryError as exc:
+        return error_page(request, exc)
+    return render(request, "participant.html", participant=row, did=service.public_record(conn, participant_id))
 
 
 # --- the log -------------------------------------------------------------------------------------------

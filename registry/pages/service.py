@@ -1,6 +1,6 @@
 """What the public pages show, gathered from the projections and the log; no HTML here.
 
-The claim page's verification is the offline check any holder of the certificate can run
+A claim's or a retirement's page verification is the offline check any holder of the certificate can run
 (`ledger.certificate.verify_certificate`), run by the registry on a certificate built from its database
 as it is now, against its latest signed checkpoint and the verifier key its genesis recorded. A damaged
 entry, a missing proof node or a checkpoint that does not verify makes it say "not verified", with the
@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 from sqlalchemy import Connection, Integer, cast, func, select
 
-from ledger.certificate import Certificate, VerifiedCertificate, verify_certificate
+from ledger.certificate import Certificate, CertificateKind, VerifiedCertificate, verify_certificate
 from ledger.checkpoint import open_checkpoint
 from ledger.errors import LedgerError
 from ledger.note import NoteSignature, NoteVerifier
@@ -64,18 +65,20 @@ class Verification:
     reason: str | None
 
 
-VerificationCache = LruCache[tuple[str, int, int, str], "Verification"]
-"""Verdicts by (claim id, checkpoint size, cosignatures, verifier key)."""
+VerificationCache = LruCache[tuple[CertificateKind, str, int, int, str], "Verification"]
+"""Verdicts by (kind, record id, checkpoint size, cosignatures, verifier key)."""
 
 
-def verify_claim(
+def verify_record(
     conn: Connection,
-    claim_id: str,
     *,
+    kind: CertificateKind,
+    record_id: str,
     certificates_cache: certificates.CertificateCache,
     verifications: VerificationCache,
 ) -> Verification:
-    """Claim `claim_id`'s certificate as of the latest checkpoint, verified with the registry's key."""
+    """The certificate of retirement or claim `record_id` as of the latest checkpoint, verified with the
+    registry's key."""
     now = datetime.now(UTC)
     try:
         vkey = store.get_meta(conn, "vkey")
@@ -83,7 +86,7 @@ def verify_claim(
             return Verification(now, None, None, "the registry has no verifier key (it has not been founded)")
 
         def check() -> Verification | None:
-            found = certificates.find(conn, kind="claim", record_id=claim_id, cache=certificates_cache)
+            found = certificates.find(conn, kind=kind, record_id=record_id, cache=certificates_cache)
             if found is None:
                 return None
             try:
@@ -92,12 +95,51 @@ def verify_claim(
                 return Verification(datetime.now(UTC), found, None, str(exc))
 
         key = certificates.checkpoint_key(conn)
-        verification = check() if key is None else verifications.get_or_build((claim_id, *key, vkey), check)
+        verification = check() if key is None else verifications.get_or_build((kind, record_id, *key, vkey), check)
     except LedgerError as exc:  # the certificate could not be built (a damaged log)
         return Verification(now, None, None, str(exc))
     if verification is None:
-        return Verification(now, None, None, f"no claim {claim_id!r}")
+        return Verification(now, None, None, f"no {kind} {record_id!r}")
     return verification
+
+
+PUBLIC_RECORD_ROWS = 100
+"""Rows of each kind a participant's page lists; beyond them it links to the API's filtered list."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    rows: list[repository.Row]
+    more: str | None
+    """The API's list of all of them, when there are more than the page shows."""
+
+
+@dataclass(frozen=True, slots=True)
+class PublicRecord:
+    """What a participant did in public: projects owned and validated, events organised, retirements made."""
+
+    projects: Rows
+    validated: Rows
+    events: Rows
+    retirements: Rows
+
+
+def public_record(conn: Connection, participant_id: str) -> PublicRecord:
+    """`participant_id`'s public record, each kind in primary-key order, at most `PUBLIC_RECORD_ROWS` of each."""
+
+    def rows(table: str, column: str, api: str | None) -> Rows:
+        where = repository.equal(table, **{column: participant_id})
+        found = repository.page(conn, table, where=where, after=None, limit=PUBLIC_RECORD_ROWS + 1)
+        more = None if len(found) <= PUBLIC_RECORD_ROWS else api
+        return Rows(found[:PUBLIC_RECORD_ROWS], more)
+
+    quoted = quote(participant_id, safe="")
+    return PublicRecord(
+        projects=rows("projects", "owner", f"/v1/projects?owner={quoted}"),
+        validated=rows("projects", "validator", None),
+        events=rows("events", "organiser", f"/v1/events?organiser={quoted}"),
+        retirements=rows("retirements", "holder", f"/v1/retirements?holder={quoted}"),
+    )
 
 
 @dataclass(frozen=True, slots=True)

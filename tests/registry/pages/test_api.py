@@ -50,6 +50,10 @@ PAGES = (
     "/serials",
     "/serials?serial=CDCER-P0001-2023-001-000001",
     "/retirements",
+    "/retirements/RT000001",
+    "/retirements/RT000006",
+    "/participants/tianfu-expo",
+    "/participants/pidu-solar",
     "/events",
     "/events/E0001",
     "/claims",
@@ -212,6 +216,9 @@ def test_a_serial_lookup_shows_its_history(demo: Demo) -> None:
         ("/events/E9999", 404, "no event 'E9999'"),
         ("/claims/CN9999", 404, "no claim 'CN9999'"),
         ("/claims/CN9999/certificate.pdf", 404, "no claim 'CN9999'"),
+        ("/retirements/RT999999", 404, "no retirement 'RT999999' in the registry; list them at /retirements"),
+        ("/retirements/RT999999/certificate.pdf", 404, "no retirement 'RT999999'"),
+        ("/participants/nobody", 404, "no participant 'nobody' in the registry; list them at /v1/participants"),
         ("/projects?cursor=garbage", 400, "is not a cursor of this list"),
         ("/serials?serial=not-a-serial", 400, "not-a-serial"),
     ],
@@ -247,7 +254,7 @@ def test_the_claim_pdf_carries_the_facts(demo: Demo) -> None:
         response = demo.client.get("/claims/CN0001/certificate.pdf", params={"lang": lang})
         assert response.status_code == 200
         assert response.headers["content-type"] == "application/pdf"
-        assert response.headers["content-disposition"] == 'attachment; filename="CN0001.pdf"'
+        assert response.headers["content-disposition"] == f'attachment; filename="CN0001-certificate-{lang}.pdf"'
         reader = PdfReader(io.BytesIO(response.content))
         words = " ".join(page.extract_text() for page in reader.pages)
         assert "CN0001" in words
