@@ -125,12 +125,37 @@ def test_from_the_home_page_to_a_verified_claim(site: str, page: Page) -> None:
     with page.expect_download() as download_info:
         page.locator("#download-pdf").click()
     download = download_info.value
-    assert download.suggested_filename == "CN0001.pdf"
+    assert download.suggested_filename == "CN0001-certificate-en.pdf"
     pdf = Path(download.path()).read_bytes()
     (shots.parent / "CN0001.pdf").write_bytes(pdf)
     text = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages)
     assert "CN0001" in text
     assert f"{footprint} kgCO2e" in text
+
+
+def test_from_the_retirements_to_a_verified_retirement_its_holder_and_its_certificate(site: str, page: Page) -> None:
+    shots = output_dir()
+    page.goto(f"{site}/retirements?lang=en")
+    page.locator("table a[href^='/retirements/RT']").first.click()
+    expect(page.locator("h1")).to_have_text("Retirement RT000001")
+    expect(page.locator("#verdict")).to_have_text("✓ Verified")
+    page.screenshot(path=shots / "retirement-en.png", full_page=True)
+    page.locator("#qr").screenshot(path=shots / "retirement-qr.png")
+    assert [code.text for code in zxingcpp.read_barcodes(Image.open(shots / "retirement-qr.png"))] == [page.url]
+
+    with page.expect_download() as download_info:
+        page.locator("#download-pdf").click()
+    download = download_info.value
+    assert download.suggested_filename == "RT000001-certificate-en.pdf"
+    pdf = Path(download.path()).read_bytes()
+    (shots.parent / "RT000001-certificate-en.pdf").write_bytes(pdf)
+    assert "Retirement Certificate" in " ".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages)
+
+    holder = page.locator("#holder a").inner_text()
+    page.locator("#holder a").click()
+    expect(page.locator("h1")).to_have_text(holder)
+    expect(page.locator("#retirements-made a[href='/retirements/RT000001']")).to_be_visible()
+    page.screenshot(path=shots / "participant-en.png", full_page=True)
 
 
 def test_the_pages_work_in_chinese_and_on_a_phone(site: str, browser: Browser) -> None:
