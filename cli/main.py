@@ -6,7 +6,7 @@ from importlib.metadata import version as dist_version
 
 import typer
 
-from cli import audit, certificate, demo, keys, reads, registry, witness, writes
+from cli import audit, certificate, demo, keys, points, reads, registry, witness, writes
 
 app = typer.Typer(
     name="cdcer",
@@ -26,6 +26,7 @@ for _name, _group in writes.GROUPS.items():  # participant, key, methodology, pr
 witness.app.add_typer(writes.witness)  # `cdcer witness register|remove`: the registry's witness transactions
 app.add_typer(writes.units)  # issue, transfer, retire, cancel, freeze, unfreeze
 app.add_typer(reads.app)  # holdings, history, serial
+app.add_typer(points.app, name="points")  # the public path
 
 
 @app.command("version")
