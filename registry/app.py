@@ -26,6 +26,8 @@ from registry.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
 from registry.exports import api as exports_api
 from registry.log import api as log_api
 from registry.pages import api as pages_api
+from registry.pages import problems as problems_pages
+from registry.problems import PROBLEM_TYPES
 from registry.public import api as public_api
 from registry.serials import api as serials_api
 from registry.settings import Settings, ledger_from_settings
@@ -33,6 +35,14 @@ from registry.transactions import api as transactions_api
 from registry.transactions import service as transactions_service
 from registry.transactions.schemas import request_body_schemas
 from registry.transactions.sequencer import ProcessSequencer, Sequencer
+
+API_DESCRIPTION = (
+    "Every refusal is an RFC 9457 problem (`application/problem+json`). Its `type` is `/problems/<code>`, "
+    "relative to the registry: the ledger's rule codes (`insufficient_units`, `bad_signature`, ...) for a "
+    "refused transaction, the service's own (`invalid-cursor`, `project-not-found`, ...) otherwise. GET it "
+    "for a page that describes the problem; [/problems](/problems) lists them all, and the `ProblemDetails` "
+    "schema's `x-problem-types` gives each one's status and meaning."
+)
 
 
 class RegistryApp(FastAPI):
@@ -59,6 +69,12 @@ class RegistryApp(FastAPI):
                                 # FastAPI's own 422 for a route's parameters: our handler renders a problem.
                                 problem = {"$ref": "#/components/schemas/ProblemDetails"}
                             response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": problem}}
+            if "ProblemDetails" in components:
+                # Every problem type, by its `type`, for a client that branches on it (pages: /problems).
+                components["ProblemDetails"]["x-problem-types"] = {
+                    problem.uri: {"status": problem.status, "description": problem.en}
+                    for problem in PROBLEM_TYPES.values()
+                }
             self.openapi_schema = schema
         return self.openapi_schema
 
@@ -112,6 +128,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, ledger: Ledg
         title="CDCER registry",
         version="0.1.0",
         summary="A verifiable registry of Chengdu Certified Emission Reductions",
+        description=API_DESCRIPTION,
         lifespan=lifespan,
         docs_url=None,  # served by `install_docs`, from local files
         redoc_url=None,
@@ -123,7 +140,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, ledger: Ledg
     app.state.certificates = LruCache()  # built certificates, by checkpoint (`registry.certificates.cache`)
     app.state.verifications = LruCache()  # the claim page's verdicts on them
     app.extra_schemas = request_body_schemas()
-    install_error_handlers(app)
+    install_error_handlers(app, page=pages_api.http_error_page)
     app.state.metrics = metrics.Metrics(engine)
     # The write path's gate before the sequencer: cheap checks, then the signature (read-only registries: unused).
     app.state.admission = transactions_service.Admission(engine if ledger is None else ledger.engine)
@@ -142,6 +159,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, ledger: Ledg
     app.include_router(accounts_api.router)
     app.include_router(certificates_api.router)
     app.include_router(pages_api.router)
+    app.include_router(problems_pages.router)
     install_docs(app)
     return app
 

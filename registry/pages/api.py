@@ -18,6 +18,7 @@ from sqlalchemy import func
 
 from ledger.certificate import CertificateKind
 from ledger.storage import store
+from registry import problems
 from registry.certificates.api import CertificatesDep
 from registry.certificates.service import CertificateCache
 from registry.deps import ConnDep, SettingsDep
@@ -54,7 +55,38 @@ def render(request: Request, template: str, *, status_code: int = 200, **context
 
 
 def error_page(request: Request, error: RegistryError) -> Response:
-    return render(request, "error.html", status_code=error.status, status=error.status, detail=error.detail)
+    return problem_page(request, error.status, error.type_suffix, error.detail)
+
+
+def problem_page(request: Request, status: int, code: str, detail: str) -> Response:
+    """An error as a page in the request's language, with a link to its problem type's page and home.
+
+    The detail is the API's own message, in English; a Chinese page leads with the problem type's
+    Chinese description and keeps the detail beneath it, marked as English.
+    """
+    known = problems.PROBLEM_TYPES.get(code)
+    return render(
+        request,
+        "error.html",
+        status_code=status,
+        status=status,
+        detail=detail,
+        code=code if known else None,
+        message=problem_text(i18n.choose(request), code, detail),
+    )
+
+
+def problem_text(language: i18n.Language, code: str, detail: str) -> str:
+    """What a page says about a problem: the detail in English, the problem type's description in Chinese."""
+    known = problems.PROBLEM_TYPES.get(code)
+    return known.zh if language == "zh" and known is not None else detail
+
+
+def http_error_page(request: Request, status: int, code: str, detail: str) -> Response:
+    """A browser's request that no page answers (`registry.errors.install_error_handlers`)."""
+    if status == 404:
+        detail = f"there is no page at {request.url.path}"
+    return problem_page(request, status, code, detail)
 
 
 def listing(
@@ -174,7 +206,7 @@ def serial_lookup(
         try:
             found = serials.history(conn, serial.strip(), cursor=cursor, limit=PAGE_SIZE)
         except RegistryError as exc:
-            status_code, detail = exc.status, exc.detail
+            status_code, detail = exc.status, problem_text(i18n.choose(request), exc.type_suffix, exc.detail)
     if found is not None and found.next_cursor is not None:
         next_url = "/serials?" + urlencode({"serial": serial.strip(), "cursor": found.next_cursor})
     names = {}

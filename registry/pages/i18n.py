@@ -167,6 +167,20 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
     "bad_request": ("请求有误", "Bad request"),
     "error": ("出错了", "Something went wrong"),
     "back_home": ("返回首页", "Back to the home page"),
+    "error_detail": ("详细信息（英文）", "Detail"),
+    "about_problem": ("关于问题类型 {code}", "About the problem type {code}"),
+    "problem_types": ("问题类型", "Problem types"),
+    "problem_types_intro": (
+        "登记簿拒绝请求时，返回 RFC 9457 问题详情（application/problem+json），其 type 为 /problems/<代码>，"
+        "指向下列说明页。被拒绝的交易不会写入账本。",
+        "When the registry refuses a request it answers RFC 9457 problem details (application/problem+json) "
+        "whose type is /problems/<code>, the page that describes it below. A refused transaction appends nothing.",
+    ),
+    "problem_type": ("问题类型 {code}", "Problem type {code}"),
+    "http_status": ("HTTP 状态", "HTTP status"),
+    "meaning": ("含义", "Meaning"),
+    "problem_example": ("响应示例", "What a response looks like"),
+    "all_problem_types": ("全部问题类型", "All problem types"),
     "certificate": ("证书", "Certificate"),
     "retirement": ("注销", "Retirement"),
     "actions": ("操作", "Action"),

@@ -70,7 +70,7 @@ REQUEST_TIMEOUT = 3.0
 ANSWER_TIMEOUT = 10.0
 """How long a client waits for an answer: generous; an answer proves the server was not held up."""
 PROBLEM = "application/problem+json"
-PROBLEM_BASE = "https://cdcer.example/problems/"
+PROBLEM_BASE = "/problems/"
 SERVER_ENV: dict[str, str | None] = {
     "CDCER_LOG_KEY_PASSPHRASE": None,  # the log key file is in the clear
     "CDCER_ORIGIN": None,  # the origin comes from the database

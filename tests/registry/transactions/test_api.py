@@ -60,7 +60,7 @@ def assert_problem(response: httpx.Response, status: int, type_suffix: str | Non
     assert response.headers["content-type"] == PROBLEM
     problem: dict[str, Any] = response.json()
     assert problem["status"] == status
-    assert problem["type"].startswith("https://cdcer.example/problems/")
+    assert problem["type"].startswith("/problems/")
     assert problem["title"]
     assert problem["detail"]
     if type_suffix is not None:
