@@ -24,7 +24,7 @@ from registry.certificates.service import CertificateCache
 from registry.deps import ConnDep, SettingsDep
 from registry.errors import RegistryError
 from registry.log import service as log_service
-from registry.pages import chart, i18n, pdf, qr, service
+from registry.pages import chart, i18n, pdf, qr, service, times
 from registry.public import repository
 from registry.public import service as public
 from registry.serials import service as serials
@@ -33,6 +33,7 @@ from registry.settings import Settings
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 templates.env.filters["thousands"] = lambda value: f"{value:,}" if isinstance(value, int) else value
+templates.env.filters["when"] = times.when  # every time a page shows: {{ row.retired_time | when }}
 
 PAGE_SIZE = 25
 ONE_YEAR = 60 * 60 * 24 * 365
