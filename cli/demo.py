@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cli.console import EXIT_INTEGRITY, EXIT_OPERATIONAL, EXIT_USAGE, err, fail
 from cli.registry import DEFAULT_DATABASE, LOG_KEY_PASSPHRASE
+from demo import DEFAULT_ENTRIES, DEFAULT_SEED, DemoError, DemoRefused, DemoSummary, run_demo
 from ledger.errors import IntegrityError, KeyFileError, LedgerError, StorageError
 from ledger.keys import read_key_file
 from ledger.ledger import Ledger
@@ -22,7 +23,6 @@ from ledger.note import NoteSigner
 from ledger.storage import store
 from ledger.storage.engine import make_engine, read_transaction
 from ledger.storage.schema import require_current
-from registry.demo import DEFAULT_ENTRIES, DEFAULT_SEED, DemoError, DemoRefused, DemoSummary, run_demo
 
 AUTHORITY_KEY_PASSPHRASE = "CDCER_AUTHORITY_KEY_PASSPHRASE"
 

@@ -47,6 +47,7 @@ from sqlalchemy import Engine, text
 from typer.testing import CliRunner, Result
 
 from cli.main import app
+from demo import DEFAULT_SEED, demo_key, run_demo
 from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.keys import PrivateKey, write_key_file
 from ledger.ledger import Ledger, Receipt, found_registry, tx_hash
@@ -69,7 +70,6 @@ from ledger.transactions import (
     make_body,
     signing_message,
 )
-from registry.demo import DEFAULT_SEED, demo_key, run_demo
 from tests.conftest import AUTHORITY, AUTHORITY_NAME, Databases, log_signer
 from tests.ledger.scenario import ORIGIN, seeded_key
 from tests.ledger.test_audit import drop_triggers

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine
 
+from demo import DemoError, DemoSummary, run_demo
 from ledger.audit import AuditReport, audit
 from ledger.invariants import check_all
 from ledger.keys import PrivateKey, read_key_file
@@ -19,7 +20,6 @@ from ledger.storage import schema
 from ledger.storage.engine import make_engine
 from ledger.storage.source import DatabaseSource
 from ledger.transactions import Retire, RetirementPurpose, Selection, TransactionSigner, Transfer
-from registry.demo import DemoError, DemoSummary, run_demo
 from tests.conftest import AUTHORITY, AUTHORITY_NAME, Databases, log_signer
 from tests.ledger.scenario import ORIGIN, seeded_key
 

@@ -11,11 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from demo import run_demo
 from ledger.ledger import Ledger, found_registry
 from ledger.storage import schema
 from ledger.storage.engine import make_engine
 from registry.app import create_app
-from registry.demo import run_demo
 from registry.settings import Settings
 from tests.conftest import AUTHORITY, AUTHORITY_NAME, Databases, log_signer
 from tests.ledger.scenario import ORIGIN, seeded_key
