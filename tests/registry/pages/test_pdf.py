@@ -136,11 +136,17 @@ def _fonts(reader: PdfReader) -> Iterator[tuple[str, DictionaryObject]]:
     """Every font a page's resources name (descendant fonts of composite fonts too), by base name."""
     for page in reader.pages:
         resources = page["/Resources"].get_object()
-        for ref in resources.get("/Font", DictionaryObject()).get_object().values():
+        assert isinstance(resources, DictionaryObject)
+        fonts = resources.get("/Font", DictionaryObject()).get_object()
+        assert isinstance(fonts, DictionaryObject)
+        for ref in fonts.values():
             font = ref.get_object()
+            assert isinstance(font, DictionaryObject)
             yield str(font["/BaseFont"]), font
             for descendant in font.get("/DescendantFonts", []):
-                yield str(descendant.get_object()["/BaseFont"]), descendant.get_object()
+                inner = descendant.get_object()
+                assert isinstance(inner, DictionaryObject)
+                yield str(inner["/BaseFont"]), inner
 
 
 def test_every_font_in_a_certificate_is_embedded(certificates: dict[str, bytes]) -> None:
@@ -149,7 +155,7 @@ def test_every_font_in_a_certificate_is_embedded(certificates: dict[str, bytes])
         fonts = list(_fonts(reader))
         assert fonts, filename
         for name, font in fonts:
-            if font["/Subtype"] == "/Type0":  # composite: the glyphs live in its descendant
+            if str(font["/Subtype"]) == "/Type0":  # composite: the glyphs live in its descendant
                 continue
             descriptor = font.get("/FontDescriptor")
             assert descriptor is not None, f"{filename}: font {name} has no descriptor, so nothing is embedded"
