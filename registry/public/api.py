@@ -8,7 +8,7 @@ from typing import Annotated, TypeVar
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from ledger.transactions import EventKind, RetirementPurpose
+from ledger.transactions import CancellationReason, EventKind, RetirementPurpose, Role
 from registry.deps import ConnDep
 from registry.errors import problem_responses
 from registry.public import repository, service
@@ -21,17 +21,22 @@ from registry.public.schemas import (
     EventOut,
     KeyOut,
     MethodologyOut,
+    MethodologyStatus,
     Page,
     ParticipantDetail,
     ParticipantOut,
+    ParticipantStatus,
     ProjectDetail,
     ProjectOut,
+    ProjectState,
     ReportOut,
     RetirementOut,
     Stats,
 )
+from registry.query import StrictQuery
 
-router = APIRouter(prefix="/v1", tags=["public"])
+# Every route refuses a query parameter it does not declare (422), rather than answer as if unfiltered.
+router = APIRouter(prefix="/v1", tags=["public"], dependencies=[StrictQuery])
 
 MAX_PAGE = 500
 T = TypeVar("T", bound=BaseModel)
@@ -56,14 +61,14 @@ def _page(model: type[T], page: service.Page) -> Page[T]:
 @router.get("/participants", summary="Participants, with their roles and status", responses=LIST_ERRORS)
 def list_participants(
     conn: ConnDep,
-    role: str | None = None,
-    status: str | None = None,
+    role: Annotated[Role | None, Query(description="participants holding this role")] = None,
+    status: ParticipantStatus | None = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[ParticipantOut]:
     where = repository.equal("participants", status=status)
     if role is not None:
-        where.append(repository.in_json_list("participants", "roles", role))
+        where.append(repository.in_json_list("participants", "roles", role.value))
     return _page(ParticipantOut, service.list_page(conn, "participants", where=where, cursor=cursor, limit=limit))
 
 
@@ -83,7 +88,7 @@ def get_participant(conn: ConnDep, participant_id: str) -> ParticipantDetail:
 
 @router.get("/methodologies", summary="Published methodologies (every version)", responses=LIST_ERRORS)
 def list_methodologies(
-    conn: ConnDep, status: str | None = None, limit: Limit = 50, cursor: Cursor = None
+    conn: ConnDep, status: MethodologyStatus | None = None, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[MethodologyOut]:
     where = repository.equal("methodologies", status=status)
     return _page(MethodologyOut, service.list_page(conn, "methodologies", where=where, cursor=cursor, limit=limit))
@@ -103,7 +108,7 @@ def list_projects(
     conn: ConnDep,
     methodology: Annotated[str | None, Query(description="methodology code")] = None,
     district: str | None = None,
-    state: str | None = None,
+    state: ProjectState | None = None,
     owner: str | None = None,
     limit: Limit = 50,
     cursor: Cursor = None,
@@ -185,14 +190,16 @@ def get_retirement(conn: ConnDep, retirement_id: str) -> RetirementOut:
 def list_cancellations(
     conn: ConnDep,
     project: Annotated[str | None, Query(description="cancellations of this project's units")] = None,
-    reason_code: str | None = None,
+    reason_code: CancellationReason | None = None,
     holder: str | None = None,
     since: Since = None,
     until: Until = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[CancellationOut]:
-    where = repository.equal("cancellations", reason_code=reason_code, holder=holder)
+    where = repository.equal(
+        "cancellations", reason_code=None if reason_code is None else reason_code.value, holder=holder
+    )
     where += service.time_window("cancellations", "cancelled_time", since, until)
     if project is not None:
         where.append(repository.blocks_of_project("cancellations", project))

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ledger.serials import SerialRange
+
+# The values the ledger stores for these (plain text in its records); the lists' filters take only these.
+ParticipantStatus = Literal["active", "suspended"]
+MethodologyStatus = Literal["active", "withdrawn"]
+ProjectState = Literal["submitted", "validated", "registered", "rejected", "changes_requested", "suspended", "closed"]
 
 
 class _Out(BaseModel):

@@ -130,7 +130,9 @@ KNOWN_CASES = [
     ("GET", "/v1/retirements", {}, {"since": "0001-01-01T00:00:00+00:01"}, (400, 400)),
     ("GET", "/v1/cancellations", {}, {"until": "9999-12-31T23:59:59-00:01"}, (400, 400)),
     # A NUL character, which PostgreSQL text cannot hold: was a 503 there; SQLite finds no match.
-    ("GET", "/v1/participants", {}, {"status": "a\x00b"}, (200, 422)),
+    ("GET", "/v1/claims", {}, {"organiser": "a\x00b"}, (200, 422)),
+    # ... though in an enumerated filter it is no value the filter takes, on either engine.
+    ("GET", "/v1/participants", {}, {"status": "a\x00b"}, (422, 422)),
     ("GET", "/v1/projects", {}, {"methodology": "CDCER\x00PV"}, (200, 422)),
     ("GET", "/v1/participants/{participant_id}", {"participant_id": "own\x00er"}, {}, (404, 422)),
     # ... and an export, which failed after its first bytes were sent.

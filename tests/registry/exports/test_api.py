@@ -462,6 +462,8 @@ def test_exports_between_times(client: TestClient, state: State, name: str, colu
         ("/v1/exports/cancellations.csv", {"reason_code": "oops"}, 422, "reason_code"),
         ("/v1/exports/cancellations.jsonl", {"until": "2025-13-01"}, 422, "until"),
         ("/v1/exports/retirements.xml", {}, 422, "format"),
+        ("/v1/exports/retirements.csv", {"purpos": "event"}, 422, "unknown query parameter 'purpos'"),
+        ("/v1/exports/issuances.jsonl", {"state": "registered"}, 422, "unknown query parameter 'state'"),
     ],
 )
 def test_bad_filter_values_are_problems(

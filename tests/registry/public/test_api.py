@@ -383,6 +383,17 @@ def test_unknown_ids_are_not_found(client: TestClient, path: str, listing: str) 
         ("/v1/cancellations", {"until": "2025-13-01"}, 422, "until"),
         ("/v1/retirements", {"purpose": "gift"}, 422, "purpose"),
         ("/v1/events", {"kind": "party"}, 422, "kind"),
+        # Enumerated filters: a value outside them is refused, not an empty page.
+        ("/v1/participants", {"role": "wizard"}, 422, "'wizard' is not one of 'authority', 'verifier'"),
+        ("/v1/participants", {"status": "gone"}, 422, "'gone' is not one of 'active' or 'suspended'"),
+        ("/v1/methodologies", {"status": "retired"}, 422, "'retired' is not one of 'active' or 'withdrawn'"),
+        ("/v1/projects", {"state": "registred"}, 422, "'state': 'registred' is not one of 'submitted', 'validated'"),
+        ("/v1/cancellations", {"reason_code": "oops"}, 422, "reason_code"),
+        # A query parameter the route does not take is refused, not ignored.
+        ("/v1/retirements", {"purpos": "event"}, 422, "unknown query parameter 'purpos'"),
+        ("/v1/projects", {"status": "registered"}, 422, "unknown query parameter 'status'"),
+        ("/v1/stats", {"project": "P0001"}, 422, "this route takes no query parameters"),
+        ("/v1/projects/P0001", {"expand": "batches"}, 422, "unknown query parameter 'expand'"),
         ("/v1/projects", {"limit": 0}, 422, "limit"),
         ("/v1/claims", {"limit": 501}, 422, "limit"),
         ("/v1/retirements", {"since": "2025-02-01", "until": "2025-01-01"}, 400, "since"),
