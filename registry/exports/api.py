@@ -16,7 +16,7 @@ from starlette.background import BackgroundTask
 
 from ledger.transactions import CancellationReason, RetirementPurpose
 from registry.deps import EngineDep
-from registry.errors import problem_responses
+from registry.errors import BadRequest, problem_responses
 from registry.exports import repository as exports_repository
 from registry.exports import service
 from registry.exports.service import CANCELLATIONS, ISSUANCES, RETIREMENTS, Export, ExportFormat
@@ -32,10 +32,19 @@ Format = Annotated[ExportFormat, Path(description="csv (RFC 4180, UTF-8, header 
 
 LOG_SIZE_HEADER = "X-CDCER-Log-Size"
 
+Bom = Annotated[
+    bool,
+    Query(
+        description="CSV only: start the file with a UTF-8 byte order mark (U+FEFF, bytes EF BB BF) so that "
+        "Excel reads it as UTF-8 and shows Chinese text; off by default (a jsonl export refuses it, 400)"
+    ),
+]
+
 _FORMATS_DOC = (
     " CSV is `text/csv; charset=utf-8` (RFC 4180, a header row, CRLF, null as an empty field, serial blocks "
     "joined by `;`, text that a spreadsheet would run as a formula (it starts with `=`, `+`, `-`, `@`, their "
-    "fullwidth forms or whitespace) prefixed with `'`); JSON Lines is "
+    "fullwidth forms or whitespace) prefixed with `'`; with `bom=true`, a UTF-8 byte order mark first, "
+    "for Excel); JSON Lines is "
     "`application/x-ndjson` (one object per line, exact values). The whole file is read from one snapshot "
     f"of the registry; the `{LOG_SIZE_HEADER}` header and the file name give its log size."
 )
@@ -52,8 +61,16 @@ EXPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _stream(engine: Engine, export: Export, fmt: ExportFormat, where: list[Condition]) -> StreamingResponse:
-    stream = service.ExportStream(engine, export, fmt, where=where)
+def _stream(
+    engine: Engine, export: Export, fmt: ExportFormat, where: list[Condition], *, bom: bool
+) -> StreamingResponse:
+    if bom and fmt is not ExportFormat.CSV:
+        raise BadRequest(
+            f"bom=true is for CSV exports only (JSON Lines never starts with a byte order mark); ask for "
+            f"/v1/exports/{export.name}.csv?bom=true, or leave bom out",
+            "bad-request",
+        )
+    stream = service.ExportStream(engine, export, fmt, where=where, bom=bom)
     return StreamingResponse(
         stream,
         media_type=fmt.media_type,
@@ -81,12 +98,13 @@ def export_issuances(
     vintage: Vintage = None,
     since: Since = None,
     until: Until = None,
+    bom: Bom = False,
 ) -> StreamingResponse:
     where = repository.equal("batches", project_id=project, vintage=vintage)
     where += public_service.time_window("batches", "issued_time", since, until)
     if methodology is not None:
         where.append(exports_repository.batches_under_methodology(methodology))
-    return _stream(engine, ISSUANCES, format, where)
+    return _stream(engine, ISSUANCES, format, where, bom=bom)
 
 
 @router.get(
@@ -106,6 +124,7 @@ def export_retirements(
     event: str | None = None,
     since: Since = None,
     until: Until = None,
+    bom: Bom = False,
 ) -> StreamingResponse:
     where = repository.equal(
         "retirements", purpose=None if purpose is None else purpose.value, holder=holder, event_id=event
@@ -113,7 +132,7 @@ def export_retirements(
     where += public_service.time_window("retirements", "retired_time", since, until)
     if project is not None:
         where.append(repository.blocks_of_project("retirements", project))
-    return _stream(engine, RETIREMENTS, format, where)
+    return _stream(engine, RETIREMENTS, format, where, bom=bom)
 
 
 @router.get(
@@ -131,6 +150,7 @@ def export_cancellations(
     holder: str | None = None,
     since: Since = None,
     until: Until = None,
+    bom: Bom = False,
 ) -> StreamingResponse:
     where = repository.equal(
         "cancellations", reason_code=None if reason_code is None else reason_code.value, holder=holder
@@ -138,4 +158,4 @@ def export_cancellations(
     where += public_service.time_window("cancellations", "cancelled_time", since, until)
     if project is not None:
         where.append(repository.blocks_of_project("cancellations", project))
-    return _stream(engine, CANCELLATIONS, format, where)
+    return _stream(engine, CANCELLATIONS, format, where, bom=bom)

@@ -13,6 +13,11 @@ Formats:
   ``'`` (OWASP's advice against CSV injection: a spreadsheet would otherwise run it as a formula, after
   folding the character or trimming the whitespace); JSON Lines carries the exact text.
 - JSON Lines: one JSON object per line, UTF-8, ``\\n`` line ends; lists stay lists, nulls stay null.
+
+A CSV file may start with a UTF-8 byte order mark (U+FEFF, the bytes EF BB BF) when asked: Excel reads a
+CSV without one in the machine's legacy code page (GBK on a Chinese Windows), so Chinese text shows as
+mojibake. It is off by default (other readers take the mark for part of the first column's name), and
+never in JSON Lines, where RFC 8259 forbids it.
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ from registry.public.repository import Condition, Row
 
 PAGE_SIZE = 1000
 """Rows read per query; the stream holds at most one page in memory."""
+
+BOM = "\ufeff".encode()
+"""U+FEFF in UTF-8: the mark Excel looks for to read a CSV file as UTF-8."""
 
 BLOCK_SEPARATOR = ";"
 FORMULA_STARTS = ("=", "+", "-", "@")
@@ -176,7 +184,8 @@ class ExportStream:
     """One export being streamed: its read transaction opens here and closes after the last row.
 
     Opening reads the log size (the snapshot the file shows) so a database that cannot be read fails
-    before any byte is sent. Iterate once; `close` ends the transaction early (idempotent).
+    before any byte is sent. Iterate once; `close` ends the transaction early (idempotent). With `bom`
+    (CSV only) the file starts with the UTF-8 byte order mark.
     """
 
     def __init__(
@@ -187,9 +196,13 @@ class ExportStream:
         *,
         where: Sequence[Condition],
         page_size: int = PAGE_SIZE,
+        bom: bool = False,
     ) -> None:
+        if bom and fmt is not ExportFormat.CSV:
+            raise ValueError("a byte order mark is for CSV only")
         self.export = export
         self.format = fmt
+        self.bom = bom
         self.log_size = 0
         self._chunks = self._read(engine, list(where), page_size)
         self._first = next(self._chunks)  # runs up to the first yield: the snapshot is open
@@ -202,7 +215,7 @@ class ExportStream:
             # The first page is read before the first byte: a filter the database refuses (PostgreSQL text
             # cannot hold NUL) is then a problem response, not a file cut short.
             rows = repository.page(conn, table, where=where, after=None, limit=page_size)
-            yield encode(export, self.format, [], header=True)
+            yield (BOM if self.bom else b"") + encode(export, self.format, [], header=True)
             while True:
                 if rows:
                     yield encode(export, self.format, export.shape(conn, rows))

@@ -146,6 +146,7 @@ def test_a_misspelt_filter_is_refused_not_ignored(client: TestClient) -> None:
     )
     assert_invalid(client.get("/v1/projects", params={"State": "registered"}), "'State' (did you mean 'state'?)")
     assert_invalid(client.get("/v1/exports/retirements.csv", params={"Holder": "x"}), "(did you mean 'holder'?)")
+    assert_invalid(client.get("/v1/exports/retirements.csv", params={"BOM": "true"}), "'BOM' (did you mean 'bom'?)")
 
 
 def test_every_unknown_parameter_is_named(client: TestClient) -> None:
@@ -172,6 +173,7 @@ def test_declared_parameters_and_an_empty_query_still_answer(client: TestClient)
     assert client.get("/v1/projects", params={"state": "registered", "limit": 1}).status_code == 200
     assert client.get("/v1/log/entries", params={"start": 0, "limit": 1}).status_code == 200
     assert client.get("/v1/exports/issuances.csv", params={"vintage": 2023}).status_code == 200
+    assert client.get("/v1/exports/issuances.csv", params={"bom": "false"}).status_code == 200
 
 
 def test_every_route_of_the_json_api_routers_is_strict() -> None:

@@ -288,6 +288,61 @@ def test_text_survives_both_formats(client: TestClient) -> None:
     assert cells[by_beneficiary[FORMULA]["id"]]["reason"] == QUOTED_REASON
 
 
+# --- a byte order mark for Excel, only when asked ------------------------------------------------------------
+
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+@pytest.mark.parametrize("name", EXPORTS)
+def test_csv_starts_with_a_byte_order_mark_only_with_bom_true(client: TestClient, name: str) -> None:
+    plain = get_export(client, name, "csv").content
+    assert not plain.startswith(UTF8_BOM)
+    assert plain.startswith(b"id,")
+    assert get_export(client, name, "csv", bom="false").content == plain
+    marked = get_export(client, name, "csv", bom="true")
+    assert marked.headers["content-type"] == "text/csv; charset=utf-8"
+    assert marked.content.startswith(UTF8_BOM)
+    assert marked.content == UTF8_BOM + plain  # the mark, then the same file
+    assert marked.content.count(UTF8_BOM) == 1
+
+
+def test_chinese_beneficiaries_round_trip_through_a_marked_csv(client: TestClient) -> None:
+    response = get_export(client, "retirements", "csv", bom="true")
+    assert response.content.startswith(UTF8_BOM)
+    text = response.content.decode("utf-8-sig")  # as Excel reads it: the mark says UTF-8, and is not text
+    header, *rows = list(csv.reader(io.StringIO(text, newline=""), strict=True))
+    assert header == list(service.RETIREMENTS.columns)  # the first column is "id", not "\ufeffid"
+    beneficiaries = [dict(zip(header, row, strict=True))["beneficiary"] for row in rows]
+    assert CHINESE in beneficiaries
+    assert CHINESE.encode() in response.content
+    (by_json,) = [r for r in parse_jsonl(get_export(client, "retirements", "jsonl")) if r["beneficiary"] == CHINESE]
+    assert {r[0]: r for r in rows}[by_json["id"]][header.index("beneficiary")] == CHINESE
+
+
+def test_an_empty_export_with_bom_is_the_mark_and_the_header(ledger: Ledger) -> None:
+    with make_client(ledger) as client:
+        content = get_export(client, "cancellations", "csv", bom="true").content
+    assert content == UTF8_BOM + b"id,holder,quantity,blocks,reason_code,reason,entry,cancelled_time\r\n"
+
+
+@pytest.mark.parametrize("name", EXPORTS)
+def test_json_lines_refuse_a_byte_order_mark(client: TestClient, name: str) -> None:
+    response = client.get(f"/v1/exports/{name}.jsonl", params={"bom": "true"})
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == PROBLEM
+    assert "content-disposition" not in response.headers
+    assert f"/v1/exports/{name}.csv?bom=true" in response.json()["detail"]
+    assert not get_export(client, name, "jsonl", bom="false").content.startswith(UTF8_BOM)
+
+
+def test_an_export_stream_marks_csv_only(rich_story: Story) -> None:
+    engine = rich_story.ledger.engine
+    with pytest.raises(ValueError, match="CSV only"):
+        service.ExportStream(engine, service.RETIREMENTS, service.ExportFormat.JSONL, where=[], bom=True)
+    stream = service.ExportStream(engine, service.RETIREMENTS, service.ExportFormat.CSV, where=[], bom=True)
+    assert b"".join(stream).startswith(UTF8_BOM + b"id,holder,")
+
+
 def test_csv_defuses_formulas_and_json_lines_keep_the_exact_text(client: TestClient) -> None:
     """OWASP's CSV-injection advice: a cell a spreadsheet would run as a formula starts with "'"."""
     (formula,) = [r for r in parse_jsonl(get_export(client, "retirements", "jsonl")) if r["beneficiary"] == FORMULA]
@@ -462,6 +517,7 @@ def test_exports_between_times(client: TestClient, state: State, name: str, colu
         ("/v1/exports/cancellations.csv", {"reason_code": "oops"}, 422, "reason_code"),
         ("/v1/exports/cancellations.jsonl", {"until": "2025-13-01"}, 422, "until"),
         ("/v1/exports/retirements.xml", {}, 422, "format"),
+        ("/v1/exports/retirements.csv", {"bom": "maybe"}, 422, "bom"),
         ("/v1/exports/retirements.csv", {"purpos": "event"}, 422, "unknown query parameter 'purpos'"),
         ("/v1/exports/issuances.jsonl", {"state": "registered"}, 422, "unknown query parameter 'state'"),
     ],
@@ -566,6 +622,12 @@ def test_openapi_declares_the_formats_and_the_problems(client: TestClient) -> No
             assert set(responses[status]["content"]) == {PROBLEM}, (name, status)
         (fmt,) = [p for p in operation["parameters"] if p["name"] == "format"]
         assert fmt["in"] == "path"
+        (bom,) = [p for p in operation["parameters"] if p["name"] == "bom"]
+        assert bom["in"] == "query"
+        assert bom["schema"]["type"] == "boolean"
+        assert bom["schema"]["default"] is False
+        assert "byte order mark" in bom["description"]
+        assert "Excel" in bom["description"]
 
 
 def test_an_unreadable_database_is_a_problem_not_a_broken_file(tmp_path: Path) -> None:
