@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -232,3 +233,60 @@ def test_redoc_renders_the_operations_offline(site: str, offline_page: tuple[Pag
     expect(endpoint).to_contain_text("post")
     page.screenshot(path=output_dir() / "docs-redoc-offline.png")
     assert blocked == []
+
+
+# --- tables on a phone ------------------------------------------------------------------------------------
+
+
+PHONE_PAGES = (*PAGES, "/retirements/RT000001", "/problems", "/problems/insufficient_units", "/no/such/page")
+UNWRAPPED_TABLES = "[...document.querySelectorAll('table')].filter(t => !t.closest('.table-wrap')).length"
+# A cell narrower than a word it holds breaks the word (a serial ran to 35 lines, one letter a line). Words
+# end at spaces, after hyphens and (in long Chinese runs) between characters, where a line may break;
+# a skip link's off-screen text does not count.
+SQUEEZED_CELLS = """(() => {
+  const pen = document.createElement("canvas").getContext("2d");
+  // Chinese prose breaks between any two characters; a short term (已登记, 持有中) is one word.
+  const cjk = /[\\u3000-\\u9fff\\uff00-\\uffef]/;
+  const cjkWords = word => cjk.test(word) && word.length > 4 ? [...word] : [word];
+  return [...document.querySelectorAll("td, th")].filter(cell => {
+    const style = getComputedStyle(cell);
+    const inner = cell.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      const text = getComputedStyle(node.parentElement);
+      if (text.position === "absolute") continue;
+      pen.font = `${text.fontWeight} ${text.fontSize} ${text.fontFamily}`;
+      for (const word of node.textContent.split(/\\s+|(?<=-)/).flatMap(cjkWords)) {
+        if (word && pen.measureText(word).width > inner + 1) return true;
+      }
+    }
+    return false;
+  }).map(cell => cell.textContent.trim().slice(0, 40));
+})()"""
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_no_page_is_wider_than_a_phone(site: str, browser: Browser, lang: str) -> None:
+    # A wide table scrolls inside its own box (.table-wrap); the page itself never scrolls sideways.
+    context = browser.new_context(
+        locale="zh-CN" if lang == "zh" else "en-GB", viewport={"width": 390, "height": 844}, is_mobile=True
+    )
+    try:
+        phone = context.new_page()
+        wide = {}
+        for path in PHONE_PAGES:
+            phone.goto(site + in_language(path, lang))
+            width = phone.evaluate("document.documentElement.scrollWidth")
+            if width > 390:
+                wide[path] = width
+            unwrapped = phone.evaluate(UNWRAPPED_TABLES)
+            assert unwrapped == 0, f"{path}: a table outside .table-wrap"
+            squeezed = phone.evaluate(SQUEEZED_CELLS)
+            assert not squeezed, f"{path}: cells squeezed into a column too narrow to read: {squeezed}"
+        for path in ("/", "/retirements", "/serials?serial=CDCER-P0001-2023-001-000001", "/projects/P0001"):
+            phone.goto(site + in_language(path, lang))
+            name = re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-") or "home"
+            phone.screenshot(path=output_dir() / f"phone-{lang}-{name}.png", full_page=True)
+        assert not wide, f"pages wider than a 390 px phone: {wide}"
+    finally:
+        context.close()
