@@ -1,4 +1,5 @@
-"""`cdcer points ...`: the public path's writes (points rules, providers' rules, point accounts, consent).
+"""`cdcer points ...`: the public path's writes (points rules, providers' rules, point accounts, consent),
+and `cdcer project scope`, the activity data a project claims.
 
 Each command builds its payload with the pydantic model of `ledger.transactions` and is signed, sent and
 checked like every other write (`cli.writes.write`).
@@ -14,7 +15,8 @@ import typer
 from pydantic import BaseModel
 
 from cli.client import model
-from cli.writes import Day, write
+from cli.console import EXIT_USAGE, fail
+from cli.writes import Day, project, write
 from ledger import transactions as tx
 
 app = typer.Typer(
@@ -99,3 +101,27 @@ def consent(
 ) -> BaseModel:
     """Record a holder's consent (or its withdrawal) for a provider to attest under a rule (platform operator)."""
     return model(tx.PointsConsent, account_id=account_id, provider=provider, rule_id=rule_id, granted=not withdraw)
+
+
+@write(project, "scope")
+def project_scope(
+    project_id: Annotated[str, typer.Argument(help="The project id (e.g. P0001).")],
+    scopes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scope",
+            help="SOURCE:SUBJECT, the activity data its reductions rest on, e.g. car-trips:account_day (repeat; "
+            "none: clear it).",
+        ),
+    ] = None,
+) -> BaseModel:
+    """Declare the activity data a project's reductions rest on (project owner): one reduction, one claimant."""
+    return model(tx.ProjectScope, project_id=project_id, scopes=tuple(_claim_scope(text) for text in scopes or ()))
+
+
+def _claim_scope(text: str) -> tx.ClaimScope:
+    source, _, subject = text.partition(":")
+    subjects = ", ".join(s.value for s in tx.PointsSubject)
+    if not subject or subject not in {s.value for s in tx.PointsSubject}:
+        fail(f"--scope {text!r}: expected SOURCE:SUBJECT with SUBJECT one of {subjects}", EXIT_USAGE)
+    return model(tx.ClaimScope, displaced_source=source, subject=tx.PointsSubject(subject))

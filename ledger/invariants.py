@@ -11,9 +11,11 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import date
 
 from ledger.serials import SerialRange, parse_block
 from ledger.state import State
+from ledger.state.points import claimed_by_a_rule
 from ledger.transactions import UNITS_PER_CDCER_KG
 
 
@@ -193,11 +195,37 @@ def check_blocks_around(state: State, ranges: Iterable[SerialRange]) -> list[Fin
     return findings
 
 
+def check_one_claimant(state: State) -> list[Finding]:
+    """One reduction, one claimant: no project reports a period of a scope that a claim-mode points rule
+    claims for some day of that period."""
+    findings = []
+    for project_id, declared in sorted(state.project_scopes.items()):
+        for rid in state.reports_by_project.get(project_id, []):
+            report = state.reports[rid]
+            if report.state == "rejected":
+                continue
+            start, end = date.fromisoformat(report.period_start), date.fromisoformat(report.period_end)
+            for scope in declared.scopes:
+                found = claimed_by_a_rule(state, scope, start, end)
+                if found is not None:
+                    rule = found[0]
+                    findings.append(
+                        Finding(
+                            "one_claimant",
+                            f"report {rid} of {project_id} ({start}..{end}) and points rule {rule.rule_id} version "
+                            f"{rule.version} both claim {scope}",
+                            report.submitted_at,
+                        )
+                    )
+    return findings
+
+
 CHECKS: tuple[Callable[[State], list[Finding]], ...] = (
     check_batch_conservation,
     check_holders,
     check_retirements_terminal,
     check_claims,
+    check_one_claimant,
 )
 
 

@@ -467,6 +467,26 @@ PointAccountId = Annotated[str, StringConstraints(pattern=r"^PA[0-9a-f]{16}$")]
 Points = Annotated[int, Field(strict=True, gt=0, le=MAX_SAFE_INTEGER)]
 
 
+DisplacedSource = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{1,63}$")]
+"""The emission source an activity displaces (e.g. car-trips): with a subject and a period, a claim key."""
+
+
+class ClaimScope(_Model):
+    """Activity data whose reductions a claimant claims: one displaced source, one kind of subject."""
+
+    displaced_source: DisplacedSource
+    subject: PointsSubject
+
+
+class ProjectScope(_Model):
+    """Declares the activity data a project's reductions rest on (its owner), so that no claim-mode points
+    rule and no project ever claim the same reduction."""
+
+    kind: Literal["project.scope"] = "project.scope"
+    project_id: RecordId
+    scopes: tuple[ClaimScope, ...] = Field(max_length=20)
+
+
 class PointsRulePublish(_Model):
     """Publishes version `version` of a points rule (authority); versions never apply retroactively."""
 
@@ -486,8 +506,7 @@ class PointsRulePublish(_Model):
     """How many days after an activity day its attestation is still accepted."""
     claim_mode: ClaimMode
     subject: PointsSubject
-    displaced_source: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{1,63}$")]
-    """The emission source the activity displaces (with the subject and period, the reduction's claim key)."""
+    displaced_source: DisplacedSource
     effective_from: date
     effective_until: date | None = None
 
@@ -561,7 +580,8 @@ Payload = Annotated[
     | PointsRulePublish
     | ProviderScope
     | PointAccountOpen
-    | PointsConsent,
+    | PointsConsent
+    | ProjectScope,
     Field(discriminator="kind"),
 ]
 

@@ -33,6 +33,7 @@ from ledger.state.records import (
     PointAccount,
     PointsRule,
     Project,
+    ProjectScopes,
     ProviderRules,
     Report,
     Retirement,
@@ -73,6 +74,7 @@ class State:
         self.provider_rules: dict[str, ProviderRules] = {}
         self.point_accounts: dict[str, PointAccount] = {}
         self.consents: dict[tuple[str, str, str], Consent] = {}
+        self.project_scopes: dict[str, ProjectScopes] = {}
         # Units: every block of a batch, sorted by first serial; and each holder's held blocks.
         self.blocks: dict[str, list[Block]] = {}
         self._firsts: dict[str, list[int]] = {}
@@ -103,6 +105,7 @@ class State:
             ProviderRules.TABLE: self.provider_rules,
             PointAccount.TABLE: self.point_accounts,
             Consent.TABLE: self.consents,
+            ProjectScopes.TABLE: self.project_scopes,
         }
 
     # ---- reading ------------------------------------------------------------------------------------

@@ -119,6 +119,12 @@ class ProjectStateSet(Outcome):
 
 
 @dataclass(frozen=True, slots=True)
+class ProjectScoped(Outcome):
+    project_id: str
+    scopes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ReportSubmitted(Outcome):
     report_id: str
     project_id: str

@@ -11,7 +11,8 @@ provider to attest its activity under a rule; consent needs a provider scoped fo
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
@@ -19,13 +20,48 @@ from ledger.state.context import Context, fail, participant
 from ledger.state.outcomes import ConsentSet, Outcome, PointAccountOpened, ProviderScoped, RulePublished
 from ledger.state.records import Consent, PointAccount, PointsRule, ProviderRules
 from ledger.state.spec import KindSpec
-from ledger.transactions import PointAccountOpen, PointsConsent, PointsRulePublish, ProviderScope, Role
+from ledger.transactions import ClaimMode, PointAccountOpen, PointsConsent, PointsRulePublish, ProviderScope, Role
+
+if TYPE_CHECKING:
+    from ledger.state.core import State
 
 
 def rule_versions(ctx: Context, rule_id: str) -> list[PointsRule]:
     """Every published version of a rule, oldest first."""
     st = ctx.state
     return [st.points_rules[(rule_id, v)] for v in range(1, st.rule_versions.get(rule_id, 0) + 1)]
+
+
+def scope_key(displaced_source: str, subject: str) -> str:
+    """A claim scope as projects record it: ``<displaced source>/<subject>``."""
+    return f"{displaced_source}/{subject}"
+
+
+def claim_windows(state: State, scope: str) -> list[tuple[PointsRule, date, date | None]]:
+    """The claim-mode rule versions over `scope`, each with the days it is in force (None: open-ended).
+
+    A version is in force from its effective day until its own last day or the day before the next
+    version takes effect, whichever comes first; a rule's scope is fixed by its first version.
+    """
+    windows = []
+    for (rule_id, version), rule in state.points_rules.items():
+        if rule.claim_mode != ClaimMode.CLAIM.value or scope_key(rule.displaced_source, rule.subject) != scope:
+            continue
+        until = None if rule.effective_until is None else date.fromisoformat(rule.effective_until)
+        following = state.points_rules.get((rule_id, version + 1))
+        if following is not None:
+            before_next = date.fromisoformat(following.effective_from) - timedelta(days=1)
+            until = before_next if until is None else min(until, before_next)
+        windows.append((rule, date.fromisoformat(rule.effective_from), until))
+    return windows
+
+
+def claimed_by_a_rule(state: State, scope: str, start: date, end: date) -> tuple[PointsRule, date, date | None] | None:
+    """A claim-mode rule version over `scope` in force on some day of ``start..end``, if there is one."""
+    for rule, since, until in claim_windows(state, scope):
+        if since <= end and (until is None or start <= until):
+            return rule, since, until
+    return None
 
 
 def _rule_publish(ctx: Context) -> Outcome:

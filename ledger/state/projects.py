@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import date
 
 from pydantic import BaseModel
 
@@ -19,6 +20,7 @@ from ledger.state.context import Context, fail, project
 from ledger.state.outcomes import (
     MethodologyChanged,
     Outcome,
+    ProjectScoped,
     ProjectStateSet,
     ProjectSubmitted,
     ProjectValidated,
@@ -26,7 +28,8 @@ from ledger.state.outcomes import (
     ReportSubmitted,
     ReportVerified,
 )
-from ledger.state.records import Methodology, Project, Report
+from ledger.state.points import claimed_by_a_rule, scope_key
+from ledger.state.records import Methodology, Project, ProjectScopes, Report
 from ledger.state.spec import KindSpec
 from ledger.transactions import (
     MethodologyPublish,
@@ -37,6 +40,7 @@ from ledger.transactions import (
     ProjectDecision,
     ProjectReinstate,
     ProjectResubmit,
+    ProjectScope,
     ProjectSubmit,
     ProjectSuspend,
     ProjectValidate,
@@ -216,10 +220,52 @@ def _report_submit(ctx: Context) -> Outcome:
                 "overlapping_period",
                 f"monitoring period {start}..{end} overlaps report {rid} ({other.period_start}..{other.period_end})",
             )
+    for scope in _scopes(ctx, proj.id):
+        _refuse_if_claimed_by_a_rule(ctx, scope, p.period_start, p.period_end, f"report over {start}..{end}")
     _check_engaged_verifier(ctx, proj, p.verifier)
     rid = f"MR{len(ctx.state.reports) + 1:04d}"
     ctx.put(Report(rid, proj.id, start, end, p.claimed, None, p.verifier, "submitted", ctx.index, ctx.index))
     return ReportSubmitted(p.kind, rid, proj.id, p.verifier)
+
+
+def _scopes(ctx: Context, project_id: str) -> tuple[str, ...]:
+    declared = ctx.state.project_scopes.get(project_id)
+    return () if declared is None else declared.scopes
+
+
+def _refuse_if_claimed_by_a_rule(ctx: Context, scope: str, start: date, end: date, what: str) -> None:
+    """One reduction, one claimant: a claim-mode points rule in force over the period holds the scope."""
+    found = claimed_by_a_rule(ctx.state, scope, start, end)
+    if found is not None:
+        rule, since, until = found
+        raise fail(
+            "claimed_elsewhere",
+            f"{what}: points rule {rule.rule_id} (version {rule.version}, claim mode, in force from {since}"
+            + (f" to {until}" if until else "")
+            + f") already claims the reductions of {scope}; one reduction has one claimant",
+        )
+
+
+def _project_scope(ctx: Context) -> Outcome:
+    p = ctx.body.payload
+    assert isinstance(p, ProjectScope)
+    proj = project(ctx, p.project_id)
+    if proj.owner != ctx.actor:
+        raise fail("forbidden", f"project {proj.id} belongs to {proj.owner}, not {ctx.actor}")
+    if proj.state in ("rejected", "closed"):
+        raise fail("invalid_state", f"project {proj.id} is {proj.state}; its scope can no longer change")
+    scopes = tuple(sorted({scope_key(s.displaced_source, s.subject.value) for s in p.scopes}))
+    if len(scopes) != len(p.scopes):
+        raise fail("invalid_scope", f"the scope of {proj.id} lists a displaced source and subject twice")
+    # A newly declared scope must not reach back over a reported period that a rule claims.
+    for scope in set(scopes) - set(_scopes(ctx, proj.id)):
+        for rid in ctx.state.reports_by_project.get(proj.id, []):
+            rep = ctx.state.reports[rid]
+            if rep.state != "rejected":
+                start, end = date.fromisoformat(rep.period_start), date.fromisoformat(rep.period_end)
+                _refuse_if_claimed_by_a_rule(ctx, scope, start, end, f"report {rid} of {proj.id}")
+    ctx.put(ProjectScopes(proj.id, scopes, ctx.index))
+    return ProjectScoped(p.kind, proj.id, scopes)
 
 
 def _check_engaged_verifier(ctx: Context, proj: Project, pid: str) -> None:
@@ -304,11 +350,17 @@ SPECS = (
     _spec(ProjectReinstate, {Role.AUTHORITY}, _project_lifecycle, _LIFECYCLE),
     _spec(ProjectClose, {Role.AUTHORITY}, _project_lifecycle, _LIFECYCLE),
     _spec(
+        ProjectScope,
+        {Role.PROJECT_OWNER},
+        _project_scope,
+        "claimed_elsewhere forbidden invalid_scope invalid_state not_found",
+    ),
+    _spec(
         ReportSubmit,
         {Role.PROJECT_OWNER},
         _report_submit,
-        "conflict_of_interest forbidden invalid_state invalid_verifier not_found outside_crediting_period "
-        "overlapping_period period_not_ended",
+        "claimed_elsewhere conflict_of_interest forbidden invalid_state invalid_verifier not_found "
+        "outside_crediting_period overlapping_period period_not_ended",
         "report",
     ),
     _spec(

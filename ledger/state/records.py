@@ -203,6 +203,17 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class ProjectScopes:
+    """The activity data a project's reductions rest on, as ``<displaced source>/<subject>`` claim scopes."""
+
+    TABLE: ClassVar[str] = "project_scopes"
+    KEY: ClassVar[tuple[str, ...]] = ("project_id",)
+    project_id: str
+    scopes: tuple[str, ...]
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
 class PointsRule:
     """One version of a points rule, as the authority published it."""
 
@@ -280,6 +291,7 @@ RECORD_TYPES: tuple[type[Any], ...] = (
     ProviderRules,
     PointAccount,
     Consent,
+    ProjectScopes,
 )
 
 

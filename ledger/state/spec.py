@@ -100,6 +100,7 @@ RULE_CODES: dict[str, Refusal] = {
     "last_authority": Refusal.CONFLICT,
     "rule_version": Refusal.CONFLICT,
     "out_of_scope": Refusal.CONFLICT,
+    "claimed_elsewhere": Refusal.CONFLICT,
     "invalid_key": Refusal.INVALID,
     "invalid_block": Refusal.INVALID,
     "invalid_transfer": Refusal.INVALID,
@@ -112,6 +113,7 @@ RULE_CODES: dict[str, Refusal] = {
     "retroactive": Refusal.INVALID,
     "invalid_rule": Refusal.INVALID,
     "invalid_provider": Refusal.INVALID,
+    "invalid_scope": Refusal.INVALID,
 }
 """Every code a handler can refuse with, and its class."""
 

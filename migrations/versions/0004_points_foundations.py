@@ -1,10 +1,10 @@
-"""the public path's foundations: points rules, providers' rules, point accounts, consents
+"""the public path's foundations: points rules, providers' rules, point accounts, consents, project scopes
 
 Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-02 17:00:00.000000
 
-Four projection tables, empty in every registry created before this revision (no entry of theirs
+Five projection tables, empty in every registry created before this revision (no entry of theirs
 existed), so there is nothing to backfill: a replay of the log fills them like any other projection.
 """
 
@@ -76,7 +76,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("account_id", "provider", "rule_id"),
     )
 
+    op.create_table(
+        "project_scopes",
+        _text("project_id"),
+        _text("scopes"),
+        _int("updated_at"),
+        sa.PrimaryKeyConstraint("project_id"),
+    )
+
 
 def downgrade() -> None:
-    for table in ("points_consents", "point_accounts", "provider_rules", "points_rules"):
+    for table in ("project_scopes", "points_consents", "point_accounts", "provider_rules", "points_rules"):
         op.drop_table(table)

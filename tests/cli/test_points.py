@@ -60,8 +60,18 @@ def test_the_public_paths_foundations_with_cdcer_commands(served: Served) -> Non
     refused = served.cdcer("authority", "points", "rule-publish", "walk-steps", *RULE, "--effective-from", yesterday)
     assert refused.exit_code == 2
     assert "a rule never applies retroactively" in refused.stderr
-    assert len(refused.stderr.strip().splitlines()) == 1
+    errors = [line for line in refused.stderr.splitlines() if not line.startswith("warning:")]
+    assert len(errors) == 1  # the reason, on one line
     # A bad account id is refused before anything is sent, naming the argument.
     bad = served.cdcer("tianfu-app", "points", "account-open", "PA-alice", "--kind", "citizen")
     assert bad.exit_code == 2
     assert "--account-id: String should match pattern" in bad.stderr
+
+
+def test_a_project_declares_its_scope_and_a_bad_scope_is_refused_locally(served: Served) -> None:
+    bad = served.cdcer("authority", "project", "scope", "P0001", "--scope", "car-trips")
+    assert bad.exit_code == 2
+    assert "expected SOURCE:SUBJECT with SUBJECT one of account_day, vehicle_day, meter_month" in bad.stderr
+    missing = served.cdcer("authority", "project", "scope", "P0404", "--scope", "car-trips:account_day")
+    assert missing.exit_code == 2
+    assert "project.scope needs the role project_owner" in missing.stderr

@@ -58,6 +58,7 @@ from ledger.transactions import (
     ProjectDetails,
     ProjectReinstate,
     ProjectResubmit,
+    ProjectScope,
     ProjectSubmit,
     ProjectSuspend,
     ProjectValidate,
@@ -476,6 +477,7 @@ PAYLOADS: dict[str, Callable[[], BaseModel]] = {
     "claim.issue": lambda: ClaimIssue(event_id="E0001", event_entry=0),
     "points.rule_publish": lambda: rule("bike-km", date(2025, 3, 1)),
     "points.provider_scope": lambda: ProviderScope(provider="as-data-provider", rules=()),
+    "project.scope": lambda: ProjectScope(project_id="P0001", scopes=()),
     "points.account_open": lambda: PointAccountOpen(account_id=ACCOUNT, account_kind=PointAccountKind.CITIZEN),
     "points.consent": lambda: PointsConsent(account_id=ACCOUNT, provider="bike-co", rule_id="bike-km", granted=True),
 }

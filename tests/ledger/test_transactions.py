@@ -29,6 +29,7 @@ from ledger.transactions import (
     CancellationReason,
     ClaimIssue,
     ClaimMode,
+    ClaimScope,
     EventFootprint,
     EventKind,
     EventRegister,
@@ -58,6 +59,7 @@ from ledger.transactions import (
     ProjectDetails,
     ProjectReinstate,
     ProjectResubmit,
+    ProjectScope,
     ProjectSubmit,
     ProjectSuspend,
     ProjectValidate,
@@ -195,6 +197,9 @@ EXAMPLES: dict[str, BaseModel] = {
         displaced_source="car-trips",
         effective_from=date(2026, 1, 1),
         effective_until=date(2026, 12, 31),
+    ),
+    "project.scope": ProjectScope(
+        project_id="P0007", scopes=(ClaimScope(displaced_source="car-trips", subject=PointsSubject.VEHICLE_DAY),)
     ),
     "points.provider_scope": ProviderScope(provider="bike-co", rules=("bike-km", "metro-trips")),
     "points.account_open": PointAccountOpen(account_id="PA0123456789abcdef", account_kind=PointAccountKind.CITIZEN),

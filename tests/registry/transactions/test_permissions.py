@@ -36,6 +36,7 @@ from ledger.transactions import (
     CancellationReason,
     ClaimIssue,
     ClaimMode,
+    ClaimScope,
     EventFootprint,
     EventKind,
     EventRegister,
@@ -65,6 +66,7 @@ from ledger.transactions import (
     ProjectDetails,
     ProjectReinstate,
     ProjectResubmit,
+    ProjectScope,
     ProjectSubmit,
     ProjectSuspend,
     ProjectValidate,
@@ -379,6 +381,10 @@ PAYLOADS: dict[str, Callable[[State], BaseModel]] = {
         event_id=unclaimed_event(s), stage=FootprintStage.PLANNED, sources={FootprintSource.CATERING: 900}
     ),
     "points.rule_publish": lambda s: points_rule("walk-steps", Clock(s).now.date() + timedelta(days=1)),
+    "project.scope": lambda s: ProjectScope(
+        project_id=project_in(s, "registered"),
+        scopes=(ClaimScope(displaced_source="car-trips", subject=PointsSubject.ACCOUNT_DAY),),
+    ),
     "points.provider_scope": lambda _: ProviderScope(provider="bike-provider", rules=("bike-km",)),
     "points.account_open": lambda _: PointAccountOpen(
         account_id="PA00000000000000b2", account_kind=PointAccountKind.SMALL_BUSINESS
