@@ -133,6 +133,33 @@ _RULES: Final[dict[str, tuple[str, str]]] = {
     ),
     "genesis_missing": ("账本的第一个条目必须是登记簿创立。", "Entry 0 of the log must be the registry's genesis."),
     "genesis_not_first": ("登记簿创立只能是第一个条目。", "The registry's genesis is only valid as entry 0."),
+    # The public path (carbon points) and one reduction, one claimant.
+    "rule_version": (
+        "积分规则的版本号必须是上一版本加一（新规则为 1）。",
+        "A points rule's version must be the last one plus 1 (1 for a new rule).",
+    ),
+    "retroactive": (
+        "积分规则的版本不能追溯生效：生效日不能早于发布当日，也不能早于上一版本。",
+        "A points rule's version never applies retroactively: it takes effect on or after the day it is "
+        "published, and after the version before it.",
+    ),
+    "invalid_rule": (
+        "积分规则不一致：新版本不能改变所奖励的对象或被替代的排放源，规则也不能重复列出。",
+        "The points rule is inconsistent: a new version cannot change what it rewards, and a rule is listed once.",
+    ),
+    "invalid_provider": ("所指定的参与方不是数据提供方。", "The named participant is not a data provider."),
+    "out_of_scope": (
+        "该数据提供方无权就此积分规则提供数据，不能为其授权。",
+        "The data provider may not attest under this points rule, so no consent can be given for it.",
+    ),
+    "invalid_scope": (
+        "项目的活动数据范围重复列出了同一排放源和对象。",
+        "The project's scope lists one displaced source and subject twice.",
+    ),
+    "claimed_elsewhere": (
+        "同一减排量只能有一个主张方：一条主张模式的积分规则已在该期间主张了这些减排量。",
+        "One reduction, one claimant: a claim-mode points rule already claims these reductions for the period.",
+    ),
 }
 
 _UNDESCRIBED: Final = (
