@@ -23,7 +23,7 @@ from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
-from registry.errors import RegistryError, status_title
+from registry.errors import RegistryError, problem_responses, status_title
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,3 +105,7 @@ async def strict_query(request: Request) -> None:
 
 StrictQuery = Depends(strict_query)
 """For a router's ``dependencies=[StrictQuery]``: every route on it refuses undeclared query parameters."""
+
+QUERY_ERRORS = problem_responses(422)
+"""For the same router's ``responses=``: so the OpenAPI document declares the 422 on every route, those
+without parameters (where FastAPI declares none) included."""

@@ -16,9 +16,9 @@ from registry.accounts.signatures import SignedBy, message_of
 from registry.deps import ConnDep
 from registry.errors import problem_responses
 from registry.public.api import Cursor, Limit
-from registry.query import StrictQuery
+from registry.query import QUERY_ERRORS, StrictQuery
 
-router = APIRouter(prefix="/v1/accounts", tags=["accounts"], dependencies=[StrictQuery])
+router = APIRouter(prefix="/v1/accounts", tags=["accounts"], dependencies=[StrictQuery], responses=QUERY_ERRORS)
 
 ERRORS = problem_responses(400, 401, 403, 404, 422, 503)
 _SIGNED = (

@@ -24,9 +24,9 @@ from registry.public import repository
 from registry.public import service as public_service
 from registry.public.api import Since, Until, Vintage
 from registry.public.repository import Condition
-from registry.query import StrictQuery
+from registry.query import QUERY_ERRORS, StrictQuery
 
-router = APIRouter(prefix="/v1/exports", tags=["exports"], dependencies=[StrictQuery])
+router = APIRouter(prefix="/v1/exports", tags=["exports"], dependencies=[StrictQuery], responses=QUERY_ERRORS)
 
 Format = Annotated[ExportFormat, Path(description="csv (RFC 4180, UTF-8, header row) or jsonl (JSON Lines)")]
 

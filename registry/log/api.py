@@ -13,9 +13,9 @@ from ledger.storage.engine import write_transaction
 from registry.deps import ConnDep, EngineDep
 from registry.errors import problem_responses
 from registry.log import cosignatures, service
-from registry.query import StrictQuery
+from registry.query import QUERY_ERRORS, StrictQuery
 
-router = APIRouter(prefix="/v1/log", tags=["log"], dependencies=[StrictQuery])
+router = APIRouter(prefix="/v1/log", tags=["log"], dependencies=[StrictQuery], responses=QUERY_ERRORS)
 
 MAX_INDEX = 2**63 - 1  # the largest index the databases store
 MAX_PAGE = 1000

@@ -33,10 +33,10 @@ from registry.public.schemas import (
     RetirementOut,
     Stats,
 )
-from registry.query import StrictQuery
+from registry.query import QUERY_ERRORS, StrictQuery
 
 # Every route refuses a query parameter it does not declare (422), rather than answer as if unfiltered.
-router = APIRouter(prefix="/v1", tags=["public"], dependencies=[StrictQuery])
+router = APIRouter(prefix="/v1", tags=["public"], dependencies=[StrictQuery], responses=QUERY_ERRORS)
 
 MAX_PAGE = 500
 T = TypeVar("T", bound=BaseModel)

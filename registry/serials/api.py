@@ -7,11 +7,11 @@ from fastapi import APIRouter
 from registry.deps import ConnDep
 from registry.errors import problem_responses
 from registry.public.api import Cursor, Limit
-from registry.query import StrictQuery
+from registry.query import QUERY_ERRORS, StrictQuery
 from registry.serials import service
 from registry.serials.schemas import SerialHistory
 
-router = APIRouter(prefix="/v1", tags=["public"], dependencies=[StrictQuery])
+router = APIRouter(prefix="/v1", tags=["public"], dependencies=[StrictQuery], responses=QUERY_ERRORS)
 
 
 @router.get(
