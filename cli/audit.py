@@ -14,15 +14,30 @@ checked before the audit starts. Exit codes: 0 verified,
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from cli.console import EXIT_INTEGRITY, EXIT_OK, EXIT_OPERATIONAL, EXIT_USAGE, echo, err, fail
+from cli.client import AuditVkeyOpt, need_vkey
+from cli.console import (
+    EXIT_INTEGRITY,
+    EXIT_OK,
+    EXIT_OPERATIONAL,
+    EXIT_USAGE,
+    echo,
+    err,
+    fail,
+    json_option,
+    json_text,
+    plural,
+    printable,
+)
 from cli.sources import (
     ExportSource,
     MalformedExport,
@@ -46,6 +61,7 @@ from ledger.merkle import (
     verify_inclusion,
 )
 from ledger.note import NoteVerifier
+from ledger.storage import store
 from ledger.storage.engine import make_engine
 from ledger.storage.schema import require_current
 from ledger.storage.source import DatabaseSource
@@ -56,9 +72,8 @@ app = typer.Typer(
 proof_app = typer.Typer(help="Fetch one Merkle proof from a registry and verify it against its signed checkpoint.")
 app.add_typer(proof_app, name="proof")
 
-VkeyOption = Annotated[str, typer.Option("--vkey", help="The registry's verifier key, obtained out of band.")]
 UrlOption = Annotated[str, typer.Option("--url", help="Base URL of the registry, e.g. https://registry.example.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print a machine-readable report on stdout.")]
+JsonOption = Annotated[bool, json_option("Print a machine-readable report on stdout.")]
 
 
 def _verifier(vkey: str) -> NoteVerifier:
@@ -91,7 +106,10 @@ def _read_saved(path: Path) -> bytes:
 def _consistent(client: RegistryClient, old: Checkpoint, new: Checkpoint) -> int:
     """Fetch and verify the consistency proof from `old` to `new` (exit 1 if it fails); the proof's length."""
     if new.size < old.size:
-        fail(f"the log shrank: the saved checkpoint has {old.size} entries, the registry's {new.size}", EXIT_INTEGRITY)
+        fail(
+            f"the log shrank: the saved checkpoint has {plural(old.size, 'entry')}, the registry's {new.size:,}",
+            EXIT_INTEGRITY,
+        )
     proof = client.consistency(old.size, new.size) if 0 < old.size < new.size else []
     try:
         verify_consistency(
@@ -103,7 +121,7 @@ def _consistent(client: RegistryClient, old: Checkpoint, new: Checkpoint) -> int
 
 
 def _echo_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2))
+    typer.echo(json_text(value))
 
 
 @app.command("verify")
@@ -115,60 +133,147 @@ def verify(
     export: Annotated[
         Path | None, typer.Option("--export", help="A JSON Lines file written by `cdcer audit export`.")
     ] = None,
-    vkey: Annotated[
-        str | None, typer.Option("--vkey", help="The registry's verifier key, obtained out of band.")
-    ] = None,
+    vkey: AuditVkeyOpt = None,
     since: Annotated[
         Path | None,
         typer.Option("--since", help="A checkpoint saved by `cdcer audit checkpoint`: prove the log extends it."),
+    ] = None,
+    save: Annotated[
+        Path | None,
+        typer.Option(
+            "--save",
+            help="With --url: once verified, save the registry's checkpoint here (may be the --since file), "
+            "for the next --since; an existing file must be a prefix of it.",
+        ),
     ] = None,
     witness: WitnessOpt = None,
     min_witnesses: MinWitnessesOpt = None,
     as_json: JsonOption = False,
     workers: Annotated[int | None, typer.Option(min=1, help="Signature-checking processes (default: cores).")] = None,
 ) -> None:
-    """Verify a whole ledger; exit 0 verified, 1 integrity failure, 2 usage error, 3 operational error."""
+    """Verify a whole ledger; exit 0 verified, 1 integrity failure, 2 usage error, 3 operational error.
+
+    With --url or --export the registry's verifier key is required (--vkey or CDCER_VKEY): it is what the
+    checkpoints are checked against. With --database it is optional (the database's own key is used).
+    """
     if sum(x is not None for x in (database, url, export)) != 1:
         fail("give exactly one of --database, --url, --export", EXIT_USAGE)
-    if since is not None and (url is None or vkey is None):
-        fail("--since needs --url and --vkey", EXIT_USAGE)
+    if since is not None and url is None:
+        fail("--since needs --url", EXIT_USAGE)
+    if save is not None and url is None:
+        fail("--save needs --url (it saves the registry's checkpoint)", EXIT_USAGE)
     policy = witness_policy(witness, min_witnesses)
-    if policy is not None and (url is None or vkey is None):
-        fail("--witness needs --url and --vkey (the registry's checkpoint is what the witnesses cosign)", EXIT_USAGE)
-    if vkey is not None:
-        _verifier(vkey)
-    show_progress = not as_json and sys.stderr.isatty()
-    progress = (lambda n: err.print(f"verified {n:,} entries", end="\r")) if show_progress else None
+    if policy is not None and url is None:
+        fail("--witness needs --url (the registry's checkpoint is what the witnesses cosign)", EXIT_USAGE)
+    if database is None:
+        needs = (
+            "--witness" if policy is not None else "--since" if since is not None else "an audit over --url or --export"
+        )
+        vkey = need_vkey(vkey, what=needs)
+    verifier = None if vkey is None else _verifier(vkey)
+    show_progress = not as_json and _stderr_is_terminal()
     since_report: dict[str, Any] | None = None
     witnesses: dict[str, Any] | None = None
+    saved: Path | None = None
     try:
         if database is not None:
             engine = make_engine(database)
             require_current(engine)
             with DatabaseSource(engine) as db_source:
-                report = audit(db_source, vkey=vkey, workers=workers, progress=progress)
+                total = store.log_size(db_source.conn)
+                with audit_progress(total, enabled=show_progress) as progress:
+                    report = audit(db_source, vkey=vkey, workers=workers, progress=progress)
         elif url is not None:
+            assert verifier is not None
             with RegistryClient(url) as client:
                 remote = RemoteSource(client)
-                if policy is not None and vkey is not None:
+                if policy is not None:
                     # (before the audit, which may take long) the checkpoint it will verify, cosigned
-                    signed = _open_signed(remote.note, _verifier(vkey), what="the registry's checkpoint")
-                    witnesses = require_witnesses(signed, policy, what="the registry's checkpoint", as_json=as_json)
-                if since is not None and vkey is not None:
-                    since_report, report = _since(client, remote, since, _verifier(vkey), progress)
+                    signed = _open_signed(remote.note, verifier, what="the registry's checkpoint")
+                    witnesses = require_witnesses(signed, policy, what="the registry's checkpoint")
+                if since is not None:
+                    since_report, report = _since(client, remote, since, verifier, show_progress)
                 else:
-                    report = audit(remote, vkey=vkey, workers=workers, progress=progress)
+                    with audit_progress(remote.checkpoint.size, enabled=show_progress) as progress:
+                        report = audit(remote, vkey=vkey, workers=workers, progress=progress)
+                if save is not None and report.verified:
+                    saved = _save_checkpoint(client, remote.note, verifier, save)
         else:
             assert export is not None
-            report = audit(_export_source(export), vkey=vkey, workers=workers, progress=progress)
+            source = _export_source(export)
+            with audit_progress(source.checkpoint.size, enabled=show_progress) as progress:
+                report = audit(source, vkey=vkey, workers=workers, progress=progress)
     except (StorageError, SourceUnavailable) as exc:
         fail(str(exc), EXIT_OPERATIONAL)
     except (LedgerError, MalformedExport) as exc:
         fail(str(exc), EXIT_INTEGRITY)
-    _print_report(report, since_report, witnesses, as_json)
+    _print_report(report, since_report, witnesses, saved, as_json)
     if vkey is None and not as_json:
-        err.print("note: no --vkey given; checkpoints were checked against the key named in entry 0 only")
+        err.print(
+            "note: no --vkey given; checkpoints were checked against the key named in entry 0 only",
+            markup=False,
+            highlight=False,
+        )
     raise typer.Exit(EXIT_OK if report.verified else EXIT_INTEGRITY)
+
+
+def _stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+class AuditProgress:
+    """The audit's progress callback: entries verified so far, of `total`, on a rich progress bar."""
+
+    def __init__(self, bar: Progress, total: int | None, *, what: str = "verifying") -> None:
+        self.bar = bar
+        self.total = total
+        self.task = bar.add_task(what, total=total)
+
+    def __call__(self, done: int) -> None:
+        self.bar.update(self.task, completed=done, total=self.total)
+
+
+@contextmanager
+def audit_progress(
+    total: int | None, *, enabled: bool, console: Console | None = None
+) -> Iterator[AuditProgress | None]:
+    """A progress bar of `total` entries with an ETA, on stderr (or `console`); None when not `enabled`.
+
+    `verify` enables it only on a terminal and never under --json (the bar is transient: it leaves no line).
+    """
+    if not enabled:
+        yield None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("entries"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console or err, transient=True) as bar:
+        yield AuditProgress(bar, total)
+
+
+def _save_checkpoint(client: RegistryClient, note: bytes, verifier: NoteVerifier, save: Path) -> Path:
+    """Save the verified checkpoint `note` to `save` (atomically); an existing file must be a prefix of it."""
+    new = _open(note, verifier, what="the registry's checkpoint")
+    if save.exists():
+        previous = _open(_read_saved(save), verifier, what=f"the saved checkpoint {save}")
+        if previous.origin != new.origin:
+            fail(f"the registry's origin is {new.origin!r}, {save}'s {previous.origin!r}", EXIT_INTEGRITY)
+        _consistent(client, previous, new)
+    _write_note(save, note)
+    return save
+
+
+def _write_note(path: Path, note: bytes) -> None:
+    try:
+        partial = path.with_name(path.name + ".partial")
+        partial.write_bytes(note)
+        partial.replace(path)
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror or exc}", EXIT_OPERATIONAL)
 
 
 def _export_source(path: Path) -> ExportSource:
@@ -183,7 +288,7 @@ def _since(
     remote: RemoteSource,
     saved_file: Path,
     verifier: NoteVerifier,
-    progress: Callable[[int], None] | None,
+    show_progress: bool,
 ) -> tuple[dict[str, Any], AuditReport]:
     """Verify the saved checkpoint, the registry's current one and the consistency proof between them,
     then only the entries added since the saved one."""
@@ -192,22 +297,27 @@ def _since(
     if new.origin != old.origin:
         fail(f"the registry's origin is {new.origin!r}, the saved checkpoint's {old.origin!r}", EXIT_INTEGRITY)
     hashes = _consistent(client, old, new)
-    err.print(f"consistent: {old.size:,} -> {new.size:,} entries ({hashes} proof hashes)", highlight=False)
+    err.print(
+        f"consistent: {old.size:,} -> {plural(new.size, 'entry')} ({plural(hashes, 'proof hash')})",
+        highlight=False,
+        markup=False,
+    )
     last_old: StoredEntry | None = None
     last_proof: list[Hash] = []
     if old.size:
         (last_old,) = client.entries(old.size - 1, old.size)
         _, last_proof = client.inclusion(old.size - 1, old.size)
-    report = audit_extension(
-        old_size=old.size,
-        old_root=old.root_hash,
-        last_old=last_old,
-        last_old_proof=last_proof,
-        new_size=new.size,
-        new_root=new.root_hash,
-        entries=client.entries(old.size, new.size),
-        progress=progress,
-    )
+    with audit_progress(new.size - old.size, enabled=show_progress) as progress:
+        report = audit_extension(
+            old_size=old.size,
+            old_root=old.root_hash,
+            last_old=last_old,
+            last_old_proof=last_proof,
+            new_size=new.size,
+            new_root=new.root_hash,
+            entries=client.entries(old.size, new.size),
+            progress=progress,
+        )
     since = {
         "old_size": old.size,
         "new_size": new.size,
@@ -219,31 +329,43 @@ def _since(
 
 
 def _print_report(
-    report: AuditReport, since: dict[str, Any] | None, witnesses: dict[str, Any] | None, as_json: bool
+    report: AuditReport,
+    since: dict[str, Any] | None,
+    witnesses: dict[str, Any] | None,
+    saved: Path | None,
+    as_json: bool,
 ) -> None:
+    failure = f"NOT verified: {plural(report.finding_count, 'finding')}; first: {report.first_finding()}"
     if as_json:
         body = report.to_json()
         if since is not None:
             body["since"] = since
         if witnesses is not None:
             body["witnesses"] = witnesses
+        body["saved"] = None if saved is None else str(saved)
+        if not report.verified:
+            fail(failure, EXIT_INTEGRITY, report=body)
         _echo_json(body)
         return
     if report.verified:
         if since is None:
-            typer.echo(f"verified: {report.entries:,} entries, {report.checkpoints:,} checkpoints")
+            typer.echo(f"verified: {plural(report.entries, 'entry')}, {plural(report.checkpoints, 'checkpoint')}")
         else:
             typer.echo(
-                f"verified: {since['new_entries']:,} new entries ({since['old_size']:,} -> {since['new_size']:,}), "
-                "consistent with the saved checkpoint"
+                f"verified: {plural(since['new_entries'], 'new entry', 'new entries')} "
+                f"({since['old_size']:,} -> {since['new_size']:,}), consistent with the saved checkpoint"
             )
             for limit in since["limits"]:
                 err.print(f"note: {limit}", highlight=False, markup=False)
     else:
-        echo(f"NOT verified: {report.finding_count} finding(s); first: {report.first_finding()}")
+        echo(failure)
     if witnesses is not None:
         cosigned = ", ".join(c["witness"] for c in witnesses["cosigned"]) or "none"
         echo(f"witnesses: the checkpoint is cosigned by {cosigned} ({witnesses['required']} required)")
+    if saved is not None:
+        size = since["new_size"] if since is not None else report.entries
+        shown = printable(f"saved the checkpoint of {plural(size, 'entry')} to {saved}")
+        err.print(shown, markup=False, highlight=False)
 
 
 @app.command("export")
@@ -276,7 +398,7 @@ def export(
     except (StorageError, SourceUnavailable) as exc:
         out.unlink(missing_ok=True)
         fail(str(exc), EXIT_OPERATIONAL)
-    err.print(f"exported {count:,} entries to {out}", highlight=False, markup=False)
+    err.print(printable(f"exported {plural(count, 'entry')} to {out}"), highlight=False, markup=False)
 
 
 def _upto(entries: Iterator[StoredEntry], size: int) -> Iterator[StoredEntry]:
@@ -289,14 +411,14 @@ def _upto(entries: Iterator[StoredEntry], size: int) -> Iterator[StoredEntry]:
 @app.command("checkpoint")
 def checkpoint(
     url: UrlOption,
-    vkey: VkeyOption,
+    vkey: AuditVkeyOpt = None,
     save: Annotated[
         Path | None, typer.Option("--save", help="Save it here; an existing file must be a prefix of the new one.")
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Fetch the registry's signed checkpoint, verify it, and save it (consistent with the saved one, if any)."""
-    verifier = _verifier(vkey)
+    verifier = _verifier(need_vkey(vkey))
     try:
         with RegistryClient(url) as client:
             note = client.checkpoint()
@@ -310,12 +432,7 @@ def checkpoint(
     except SourceUnavailable as exc:
         fail(str(exc), EXIT_OPERATIONAL)
     if save is not None:
-        try:
-            partial = save.with_name(save.name + ".partial")
-            partial.write_bytes(note)
-            partial.replace(save)
-        except OSError as exc:
-            fail(f"cannot write {save}: {exc.strerror or exc}", EXIT_OPERATIONAL)
+        _write_note(save, note)
     result = {
         "origin": new.origin,
         "size": new.size,
@@ -333,8 +450,8 @@ def checkpoint(
 @proof_app.command("inclusion")
 def proof_inclusion(
     url: UrlOption,
-    vkey: VkeyOption,
     index: Annotated[int, typer.Option("--index", min=0, help="The entry's index.")],
+    vkey: AuditVkeyOpt = None,
     size: Annotated[
         int | None, typer.Option("--size", min=1, help="The tree size (default: the signed checkpoint's).")
     ] = None,
@@ -345,7 +462,7 @@ def proof_inclusion(
     With a --size smaller than the checkpoint's, the proof's root at that size is tied to the signed
     root by a consistency proof.
     """
-    verifier = _verifier(vkey)
+    verifier = _verifier(need_vkey(vkey))
     try:
         with RegistryClient(url) as client:
             signed = _open(client.checkpoint(), verifier, what="the registry's checkpoint")
@@ -373,14 +490,16 @@ def proof_inclusion(
     if as_json:
         _echo_json(result | {"verified": True})
     else:
-        typer.echo(f"verified: entry {index} is in the tree of {tree:,} (signed checkpoint {signed.size:,})")
+        typer.echo(
+            f"verified: entry {index} is in the tree of {plural(tree, 'entry')} (signed checkpoint {signed.size:,})"
+        )
 
 
 @proof_app.command("consistency")
 def proof_consistency(
     url: UrlOption,
-    vkey: VkeyOption,
     old: Annotated[int, typer.Option("--old", min=0, help="The older tree size.")],
+    vkey: AuditVkeyOpt = None,
     new: Annotated[int | None, typer.Option("--new", help="The newer size: the signed checkpoint's (default).")] = None,
     old_root: Annotated[
         str | None,
@@ -389,7 +508,7 @@ def proof_consistency(
     as_json: JsonOption = False,
 ) -> None:
     """Verify that the tree of OLD entries is a prefix of the registry's signed checkpoint."""
-    verifier = _verifier(vkey)
+    verifier = _verifier(need_vkey(vkey))
     try:
         with RegistryClient(url) as client:
             signed = _open(client.checkpoint(), verifier, what="the registry's checkpoint")
@@ -405,7 +524,9 @@ def proof_consistency(
     if as_json:
         _echo_json(result)
     else:
-        typer.echo(f"verified: the tree of {old:,} entries is a prefix of the signed checkpoint of {signed.size:,}")
+        typer.echo(
+            f"verified: the tree of {plural(old, 'entry')} is a prefix of the signed checkpoint of {signed.size:,}"
+        )
 
 
 def _old_root(client: RegistryClient, old: int, given: str | None) -> Hash:

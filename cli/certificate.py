@@ -10,7 +10,21 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from cli.console import EXIT_INTEGRITY, EXIT_OK, EXIT_USAGE, add_row, err, fail, json_text, plain, printable, stdout
+from cli.client import VKEY_VARIABLE, need_vkey
+from cli.console import (
+    EXIT_INTEGRITY,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_row,
+    err,
+    fail,
+    json_option,
+    json_text,
+    plain,
+    plural,
+    printable,
+    stdout,
+)
 from cli.witness import MinWitnessesOpt, WitnessOpt, require_witnesses, witness_policy
 from ledger.certificate import (
     MAX_CERTIFICATE_BYTES,
@@ -21,6 +35,7 @@ from ledger.certificate import (
     verify_certificate,
 )
 from ledger.checkpoint import open_checkpoint
+from ledger.encoding import b64encode
 from ledger.errors import CertificateError, NoteError
 from ledger.note import NoteVerifier
 
@@ -31,31 +46,33 @@ app = typer.Typer(help="Retirement and claim certificates: verify offline, or sh
 def verify(
     file: Annotated[Path, typer.Argument(help="The certificate (JSON) to verify.")],
     vkey: Annotated[
-        str,
-        typer.Option(help="The registry's verifier key, obtained out of band (the string, or a file holding it)."),
-    ],
+        str | None,
+        typer.Option(
+            envvar=VKEY_VARIABLE,
+            help="The registry's verifier key, published out of band (the string, or a file holding it).",
+        ),
+    ] = None,
     witness: WitnessOpt = None,
     min_witnesses: MinWitnessesOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable result on stdout.")] = False,
+    as_json: Annotated[bool, json_option("Print a machine-readable result on stdout.")] = False,
 ) -> None:
     """Verify a certificate offline; exit 0 verified, 1 it does not verify, 2 bad --vkey or unreadable file.
 
     With --witness, its checkpoint must also carry cosignatures by (--min-witnesses of) those witnesses.
+    The checkpoint's root hash is printed in base64, as in the checkpoint itself and the HTTP API.
     """
-    key = _verifier_key(vkey)
+    key = _verifier_key(need_vkey(vkey, what="verifying a certificate"))
     policy = witness_policy(witness, min_witnesses)
     data = _read(file)
     try:
         verified = verify_certificate(data, key)
     except CertificateError as exc:
-        if as_json:
-            typer.echo(json_text({"verified": False, "reason": str(exc)}))
-        fail(f"{file} does not verify: {exc}", EXIT_INTEGRITY)
+        fail(f"{file} does not verify: {exc}", EXIT_INTEGRITY, report={"verified": False, "reason": str(exc)})
     witnesses = None
     if policy is not None:
         # The very checkpoint note the certificate verified against: the same bytes, opened again.
         signed = open_checkpoint(parse_certificate(data).checkpoint.encode(), NoteVerifier.from_vkey(key))
-        witnesses = require_witnesses(signed, policy, what="the certificate's checkpoint", as_json=as_json)
+        witnesses = require_witnesses(signed, policy, what="the certificate's checkpoint")
     statement = verified.statement
     if as_json:
         result = {
@@ -64,7 +81,7 @@ def verify(
             "id": verified.id,
             "origin": verified.origin,
             "checkpoint_size": verified.checkpoint_size,
-            "root_hash": verified.root_hash.hex(),
+            "root_hash": b64encode(verified.root_hash),
             "key_id": verified.key_id,
             "entries": list(verified.entries),
             "statement": statement.model_dump(mode="json"),
@@ -79,7 +96,7 @@ def verify(
     out.print(printable(f"verified: {verified.kind} certificate {verified.id}"))
     summary = _table()
     add_row(summary, "registry", verified.origin)
-    add_row(summary, "checkpoint", f"size {verified.checkpoint_size:,}, root {verified.root_hash.hex()}")
+    add_row(summary, "checkpoint", f"size {verified.checkpoint_size:,}, root {b64encode(verified.root_hash)}")
     add_row(summary, "signed by", verified.key_id)
     if witnesses is not None:
         add_row(summary, "cosigned by", ", ".join(c["witness"] for c in witnesses["cosigned"]) or "(none)")
@@ -97,7 +114,7 @@ def verify(
 @app.command("show")
 def show(
     file: Annotated[Path, typer.Argument(help="The certificate (JSON) to show.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the statement as JSON.")] = False,
+    as_json: Annotated[bool, json_option("Print the statement as JSON.")] = False,
 ) -> None:
     """Show what a certificate states, WITHOUT verifying it (use `cdcer certificate verify` for that)."""
     data = _read(file)
@@ -204,7 +221,7 @@ def _retirement_rows(retirement: RetirementFacts) -> list[tuple[str, Any]]:
     return [
         ("retirement", f"{retirement.id} (entry {retirement.entry}, {retirement.time})"),
         ("holder", retirement.holder),
-        ("quantity", f"{retirement.quantity:,} units"),
+        ("quantity", plural(retirement.quantity, "unit")),
         ("beneficiary", retirement.beneficiary),
         ("purpose", retirement.purpose + (f" (event {retirement.event_id})" if retirement.event_id else "")),
         *([] if retirement.year is None else [("year", retirement.year)]),

@@ -21,7 +21,19 @@ import httpx
 import typer
 from pydantic import BaseModel, ValidationError
 
-from cli.console import EXIT_INTEGRITY, EXIT_OPERATIONAL, EXIT_USAGE, add_row, fail, json_text, stdout, table
+from cli.console import (
+    EXIT_INTEGRITY,
+    EXIT_OPERATIONAL,
+    EXIT_USAGE,
+    add_row,
+    err,
+    fail,
+    json_option,
+    json_text,
+    printable,
+    stdout,
+    table,
+)
 from ledger.checkpoint import open_checkpoint
 from ledger.encoding import b64decode
 from ledger.errors import KeyFileError, LedgerError
@@ -47,11 +59,26 @@ KeyOpt = Annotated[
     Path | None,
     typer.Option("--key", envvar="CDCER_KEY_FILE", help="Your key file (its passphrase: CDCER_KEY_PASSPHRASE)."),
 ]
+VKEY_VARIABLE = "CDCER_VKEY"
 VkeyOpt = Annotated[
     str | None,
-    typer.Option("--vkey", envvar="CDCER_VKEY", help="The registry's verifier key (default: the one it serves)."),
+    typer.Option(
+        "--vkey",
+        envvar=VKEY_VARIABLE,
+        help="The registry's verifier key, published out of band, to check receipts against "
+        "(default: the one it serves, with a warning).",
+    ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+AuditVkeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--vkey",
+        envvar=VKEY_VARIABLE,
+        help="The registry's verifier key, published out of band (`cdcer init` and `cdcer serve` print it).",
+    ),
+]
+"""The verifier key of the auditor's and certificate commands: required, never taken from the registry."""
+JsonOpt = Annotated[bool, json_option("Print the result as JSON.")]
 
 
 # Payload fields whose command option is named differently (the rest: field_name -> --field-name).
@@ -67,6 +94,17 @@ _OPTION_NAMES = {
 }
 _MODELS: tuple[type[BaseModel], ...] = (*PAYLOAD_TYPES, ProjectDetails, Selection)
 _FIELDS = frozenset(name for t in _MODELS for name in t.model_fields if name != "kind")
+
+
+def need_vkey(vkey: str | None, *, what: str = "this command") -> str:
+    """The verifier key the user gave (--vkey or CDCER_VKEY); without one, a usage error saying what to pass."""
+    if vkey is None or not vkey.strip():
+        fail(
+            f"{what} needs the registry's verifier key: pass --vkey VKEY or set {VKEY_VARIABLE}, with the key "
+            "the registry publishes out of band (`cdcer init` and `cdcer serve` print it)",
+            EXIT_USAGE,
+        )
+    return vkey
 
 
 def model(factory: type[M], **fields: Any) -> M:
@@ -108,6 +146,7 @@ class Client:
         self.origin = origin
         self.vkey = vkey
         self.http = httpx.Client(base_url=self.base, timeout=TIMEOUT)
+        self._warned = False
 
     def close(self) -> None:
         self.http.close()
@@ -125,7 +164,8 @@ class Client:
         code = EXIT_USAGE if 400 <= problem.status < 500 else EXIT_OPERATIONAL
         kind = problem.type.rsplit("/", 1)[-1]
         what = "refused" if code == EXIT_USAGE else "the registry failed"
-        fail(f"{what}: {problem.detail} ({problem.status} {kind})", code)
+        details = {"problem": {"type": problem.type, "status": problem.status, "detail": problem.detail}}
+        fail(f"{what}: {problem.detail} ({problem.status} {kind})", code, details=details)
 
     def get(self, path: str, *, signed: bool = False) -> Any:
         """GET a JSON document (signed with RFC 9421 when `signed`); a problem ends the command."""
@@ -185,7 +225,20 @@ class Client:
         return self.origin
 
     def verifier(self) -> NoteVerifier:
-        vkey = self.vkey if self.vkey is not None else self.get_text("/v1/log/vkey").strip()
+        """The registry's verifier: the pinned key (--vkey, CDCER_VKEY), else the one it serves, with a warning."""
+        vkey = self.vkey
+        if vkey is None:
+            vkey = self.get_text("/v1/log/vkey").strip()
+            if not self._warned:
+                self._warned = True
+                err.print(
+                    f"warning: no --vkey or {VKEY_VARIABLE}: trusting the verifier key the registry itself serves "
+                    f"(/v1/log/vkey), {printable(vkey)}; pin the key it publishes out of band with --vkey or "
+                    f"{VKEY_VARIABLE}",
+                    markup=False,
+                    highlight=False,
+                    emoji=False,
+                )
         try:
             return NoteVerifier.from_vkey(vkey)
         except LedgerError as exc:

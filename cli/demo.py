@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cli.console import EXIT_INTEGRITY, EXIT_OPERATIONAL, EXIT_USAGE, err, fail
+from cli.console import EXIT_INTEGRITY, EXIT_OPERATIONAL, EXIT_USAGE, err, fail, json_option, plural
 from cli.registry import DEFAULT_DATABASE, LOG_KEY_PASSPHRASE
 from demo import DEFAULT_ENTRIES, DEFAULT_SEED, DemoError, DemoRefused, DemoSummary, run_demo
 from ledger.errors import IntegrityError, KeyFileError, LedgerError, StorageError
@@ -44,7 +44,7 @@ def demo(
     force_append: Annotated[
         bool, typer.Option(help="Append to a registry that already holds more than its genesis.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    as_json: Annotated[bool, json_option("Print the summary as JSON.")] = False,
 ) -> None:
     """Fill a registry with a realistic demo: participants, projects, issuances, transfers, events, claims."""
     log_key_path = log_key_file or data_dir / "registry-log.key"
@@ -64,7 +64,7 @@ def demo(
             fail(f"{database} holds no registry yet; create it with `cdcer init`", EXIT_USAGE)
         if size > 1 and not force_append:
             fail(
-                f"{database} already holds {size} entries; the demo fills a new registry "
+                f"{database} already holds {plural(size, 'entry')}; the demo fills a new registry "
                 "(pass --force-append to add to this one)",
                 EXIT_USAGE,
             )
@@ -114,7 +114,7 @@ def _progress(*, enabled: bool) -> Iterator[Callable[[int, int], None] | None]:
 def _print_summary(database: str, summary: DemoSummary) -> None:
     echo = typer.echo
     echo(
-        f"demo appended {summary.entries:,} entries to {summary.origin} in {database} "
+        f"demo appended {plural(summary.entries, 'entry')} to {summary.origin} in {database} "
         f"(log size {summary.log_size:,}; {summary.entries_per_second:,.0f} entries/s)"
     )
     width = max(len(kind) for kind in summary.kinds)

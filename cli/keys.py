@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cli.console import EXIT_OPERATIONAL, EXIT_USAGE, err, fail
+from cli.console import EXIT_OPERATIONAL, EXIT_USAGE, err, fail, json_option
 from ledger.errors import KeyFileError, NoteError
 from ledger.keys import PrivateKey, PublicKey, read_key_file, read_public_key, write_key_file
 from ledger.note import SIG_TYPE_ED25519, check_key_name, format_verifier_key
@@ -58,7 +58,7 @@ def generate(
     name: Annotated[
         str | None, typer.Option(help="Also print the C2SP verifier-key string of this key under this name.")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    as_json: Annotated[bool, json_option()] = False,
 ) -> None:
     """Generate a new Ed25519 key file, encrypted with a passphrase unless --plain."""
     _check_name(name)
@@ -76,7 +76,7 @@ def show(
     name: Annotated[
         str | None, typer.Option(help="Also print the C2SP verifier-key string of this key under this name.")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    as_json: Annotated[bool, json_option()] = False,
 ) -> None:
     """Show a key file's public key and key id; no passphrase needed (they are stored in the clear)."""
     _check_name(name)
@@ -115,7 +115,7 @@ def import_key(
     dest: Annotated[Path, typer.Argument(help="The cdcer key file to write (must not exist).")],
     label: Annotated[str, typer.Option(help="A label stored in the new file.")] = "",
     plain: Annotated[bool, typer.Option(help="Write the key unencrypted (development only).")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    as_json: Annotated[bool, json_option()] = False,
 ) -> None:
     """Import an Ed25519 key made by OpenSSL, ssh-keygen or other tooling into a cdcer key file."""
     _refuse_existing(dest)

@@ -7,10 +7,13 @@ from importlib.metadata import version as dist_version
 import typer
 
 from cli import audit, certificate, demo, keys, points, reads, registry, witness, writes
+from cli.console import JsonErrorsGroup
 
 app = typer.Typer(
+    cls=JsonErrorsGroup,
     name="cdcer",
-    help="CDCER registry: verifiable carbon credits.",
+    help="CDCER registry: verifiable carbon credits. Hashes are printed as the HTTP API gives them: the log's "
+    "(Merkle roots, leaf, chain and proof hashes) in base64, documents' SHA-256 in hex; key ids in hex.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )

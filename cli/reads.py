@@ -23,6 +23,7 @@ from cli.client import (
     show_record,
     show_rows,
 )
+from cli.console import plural
 from cli.writes import event, project
 
 app = (
@@ -65,7 +66,7 @@ def holdings(
     if as_json:
         show_json(document)
         return
-    show_rows(blocks, ["block", "quantity", "state"], title=f"{name}: {first['balance']} units")
+    show_rows(blocks, ["block", "quantity", "state"], title=f"{name}: {plural(first['balance'], 'unit')}")
 
 
 @app.command("history")

@@ -13,10 +13,12 @@ limited by the app (``CDCER_MAX_BODY_BYTES``). HTTP is parsed by httptools (C) o
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import json
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,7 +26,7 @@ import typer
 from sqlalchemy.engine import make_url
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from cli.console import EXIT_OPERATIONAL, EXIT_USAGE, err, fail
+from cli.console import EXIT_OPERATIONAL, EXIT_USAGE, err, fail, json_option, printable
 from ledger.errors import KeyFileError, LedgerError, StorageError
 from ledger.keys import PrivateKey, write_key_file
 from ledger.ledger import Ledger, found_registry
@@ -62,7 +64,7 @@ def init(
     authority_id: Annotated[str, typer.Option(help="Participant id of the first authority.")] = "authority",
     authority_name: Annotated[str, typer.Option(help="Its name.")] = "Chengdu Ecology and Environment Bureau",
     plain_keys: Annotated[bool, typer.Option(help="Write unencrypted key files (development only).")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    as_json: Annotated[bool, json_option()] = False,
 ) -> None:
     """Create a registry: its log signing key, the first authority and its key, entry 0."""
     if re.search(r"\s|\+", origin) or not origin:
@@ -300,6 +302,24 @@ def _public_url(given: str | None, host: str, port: int) -> str:
         fail(f"--public-url: {exc}", EXIT_USAGE)
 
 
+def _check_port(host: str, port: int) -> None:
+    """End the command (exit 3, one line) if `host`:`port` cannot be listened on, e.g. it is already taken.
+
+    The socket is bound the way uvicorn binds it (its family by the host, SO_REUSEADDR) and closed at once,
+    so a port another process listens on is one line here rather than a traceback once the server starts.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                taken = f"port {port} on {host} is already taken ({exc.strerror}; another registry, `make run`?)"
+                fail(f"{taken}: stop it, or pass --port", EXIT_OPERATIONAL)
+            fail(f"cannot serve on {host}:{port}: {exc.strerror or exc}", EXIT_OPERATIONAL)
+
+
 def serve(
     database: Annotated[str, typer.Option("--database", "-d", envvar="CDCER_DATABASE_URL")] = DEFAULT_DATABASE,
     log_key_file: Annotated[
@@ -345,7 +365,7 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Run the registry: its HTTP API and its public pages."""
+    """Run the registry: its HTTP API and its public pages; prints its verifier key at each start."""
     import uvicorn
 
     public_url = _public_url(public_url, host, port)
@@ -358,13 +378,20 @@ def serve(
     try:
         engine = make_engine(database)
         require_current(engine)
-        if ledger_from_settings(Settings(), engine) is None:
-            err.print("note: no log signing key (--log-key-file): the registry is read-only")
+        writable = ledger_from_settings(Settings(), engine) is not None
+        with read_transaction(engine) as conn:
+            vkey = store.get_meta(conn, "vkey")
         engine.dispose()
     except StorageError as exc:
         fail(str(exc), EXIT_OPERATIONAL)
     except LedgerError as exc:
         fail(str(exc), EXIT_USAGE)
+    _check_port(host, port)
+    if not writable:
+        err.print("note: no log signing key (--log-key-file): the registry is read-only")
+    if vkey is not None:
+        # Each start says it again: what auditors and writers pin (--vkey, CDCER_VKEY), published out of band.
+        err.print(printable(f"verifier key (publish it; pin it with --vkey or CDCER_VKEY): {vkey}"), markup=False)
     err.print(f"serving {database} on http://{host}:{port} (public pages: {public_url}/, API docs: /docs)")
     os.environ["CDCER_REQUEST_TIMEOUT"] = str(request_timeout)  # read by GuardedHttpProtocol in every worker
     os.environ["CDCER_PUBLIC_BASE_URL"] = public_url

@@ -20,6 +20,7 @@ from typing import IO, Any
 
 import httpx
 
+from cli.console import plural
 from ledger.audit import SourceCheckpoint
 from ledger.checkpoint import Checkpoint, parse_checkpoint_body
 from ledger.encoding import b64encode
@@ -212,7 +213,7 @@ class ExportSource:
         for number, line in enumerate(handle, start=2):
             what = f"{self.path} line {number} (entry {number - 2})"
             if number - 2 >= self.checkpoint.size:
-                raise MalformedExport(f"{what}: the checkpoint covers only {self.checkpoint.size} entries")
+                raise MalformedExport(f"{what}: the checkpoint covers only {plural(self.checkpoint.size, 'entry')}")
             try:
                 if not line.endswith(b"\n"):
                     raise ValueError("the line does not end with a newline")

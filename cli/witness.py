@@ -35,7 +35,7 @@ from urllib.parse import quote
 import httpx
 import typer
 
-from cli.console import EXIT_INTEGRITY, EXIT_OPERATIONAL, EXIT_USAGE, echo, fail
+from cli.console import EXIT_INTEGRITY, EXIT_OPERATIONAL, EXIT_USAGE, echo, fail, json_option, plural
 from ledger.checkpoint import (
     CosignatureSigner,
     CosignatureVerifier,
@@ -90,7 +90,7 @@ def witness_policy(keys: list[str] | None, minimum: int | None) -> WitnessPolicy
     distinct = len({(w.name, bytes(w.key_id)) for w in witnesses})
     required = distinct if minimum is None else minimum
     if required > distinct:
-        fail(f"--min-witnesses {required}: only {distinct} distinct --witness key(s) given", EXIT_USAGE)
+        fail(f"--min-witnesses {required}: only {plural(distinct, 'distinct --witness key')} given", EXIT_USAGE)
     return WitnessPolicy(tuple(witnesses), required) if witnesses else None
 
 
@@ -105,7 +105,7 @@ def witness_report(check: WitnessCheck) -> dict[str, Any]:
     }
 
 
-def require_witnesses(signed: SignedCheckpoint, policy: WitnessPolicy, *, what: str, as_json: bool) -> dict[str, Any]:
+def require_witnesses(signed: SignedCheckpoint, policy: WitnessPolicy, *, what: str) -> dict[str, Any]:
     """The witness check of `signed`, as JSON; exit 1 (with a JSON verdict under --json) if it falls short."""
     check = check_witnesses(signed, policy.witnesses, required=policy.required)
     report = witness_report(check)
@@ -113,9 +113,7 @@ def require_witnesses(signed: SignedCheckpoint, policy: WitnessPolicy, *, what: 
     if shortfall is not None:
         size = signed.checkpoint.size
         reason = f"{what} (size {size:,}) lacks witness cosignatures: {shortfall}"
-        if as_json:
-            typer.echo(json.dumps({"verified": False, "reason": reason, "witnesses": report}, indent=2))
-        fail(reason, EXIT_INTEGRITY)
+        fail(reason, EXIT_INTEGRITY, report={"verified": False, "reason": reason, "witnesses": report})
     return report
 
 
@@ -160,7 +158,7 @@ def cosign(
     key: Annotated[Path, typer.Option("--key", help="The witness's key file.")],
     name: Annotated[str, typer.Option("--name", help="The witness's name, as registered.")],
     state_dir: Annotated[Path, typer.Option("--state-dir", help="Where the last checkpoint seen is kept.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    as_json: Annotated[bool, json_option()] = False,
 ) -> None:
     """Verify the registry's new checkpoint against the last one seen, cosign it and submit the cosignature.
 
@@ -187,9 +185,11 @@ def cosign(
             refusal = None if old is None else _check_growth(http, old, new)
             if refusal is not None:
                 evidence = _write_evidence(state_dir, old, new, refusal.answer)
-                if as_json:
-                    typer.echo(json.dumps({"verdict": refusal.verdict, "evidence": str(evidence)}, indent=2))
-                fail(f"{refusal.verdict}: {refusal.reason}; evidence in {evidence}", refusal.code)
+                fail(
+                    f"{refusal.verdict}: {refusal.reason}; evidence in {evidence}",
+                    refusal.code,
+                    report={"verdict": refusal.verdict, "evidence": str(evidence)},
+                )
             # (3) remember it, cosign it, submit the cosignature
             _save(state_file, new)
             submitted = _submit(http, signer, new)
@@ -247,7 +247,7 @@ def _check_growth(http: httpx.Client, old: SignedCheckpoint, new: SignedCheckpoi
     """None if `new` extends `old`, else why not."""
     old_size, new_size = old.checkpoint.size, new.checkpoint.size
     if new_size < old_size:
-        return Refusal("rollback", f"the registry now shows {new_size} entries after {old_size} were seen")
+        return Refusal("rollback", f"the registry now shows {plural(new_size, 'entry')} after {old_size:,} were seen")
     if new_size == old_size:
         if new.checkpoint.root_hash != old.checkpoint.root_hash:
             return Refusal("fork", f"two different trees of size {new_size} were signed")

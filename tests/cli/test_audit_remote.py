@@ -212,10 +212,12 @@ def test_any_changed_byte_of_an_export_is_found_at_its_entry(story: Story, datab
         result = cdcer("audit", "verify", "--export", str(export), "--vkey", VKEY, "--json")
         where = (position, entry, chr(original[position]), changed[position])
         assert result.exit_code == 1, (where, result.stdout, result.stderr)
-        if result.stdout:
-            report = report_of(result)
+        report = report_of(result)  # under --json a failure is JSON too: the audit's report, or only its error
+        assert report["error"]["exit_code"] == 1
+        if "first_bad_index" in report:
             assert report["first_bad_index"] == entry, (where, report["findings"][:3])
         else:
+            assert f"line {entry + 2} (entry {entry})" in report["error"]["message"], where
             assert f"line {entry + 2} (entry {entry})" in one_error_line(result, 1), where
     for _ in range(5):  # the checkpoint line: its signature or its form fails
         position = rng.randrange(0, line_starts[1])
@@ -231,13 +233,14 @@ def test_a_malformed_export_names_the_line(story: Story, database_url: str, tmp_
     assert cdcer("audit", "export", "-d", database_url, str(export)).exit_code == 0
     lines = export.read_bytes().splitlines(keepends=True)
     export.write_bytes(b"".join([*lines[:3], b'{"index": 2, "leaf": "AAAA"}\n', *lines[4:]]))
-    assert "line 4 (entry 2)" in one_error_line(cdcer("audit", "verify", "--export", str(export)), 1)
+    offline = ("audit", "verify", "--vkey", VKEY, "--export")
+    assert "line 4 (entry 2)" in one_error_line(cdcer(*offline, str(export)), 1)
     export.write_bytes(b"not json\n" + b"".join(lines[1:]))
-    assert "line 1 (the checkpoint)" in one_error_line(cdcer("audit", "verify", "--export", str(export)), 1)
+    assert "line 1 (the checkpoint)" in one_error_line(cdcer(*offline, str(export)), 1)
     export.write_bytes(b"".join(lines[:1] + lines[1:] + lines[-1:]))
-    assert "covers only" in one_error_line(cdcer("audit", "verify", "--export", str(export)), 1)
+    assert "covers only" in one_error_line(cdcer(*offline, str(export)), 1)
     missing = tmp_path / "missing.jsonl"
-    assert "cannot read" in one_error_line(cdcer("audit", "verify", "--export", str(missing)), 3)
+    assert "cannot read" in one_error_line(cdcer(*offline, str(missing)), 3)
 
 
 # --- --witness: the registry's checkpoint must be cosigned -------------------------------------------

@@ -77,7 +77,7 @@ def test_a_filled_registry_is_refused_unless_asked_to_append() -> None:
     assert invoke("demo")[0] == 0
     code, out, err = invoke("demo", "--json")
     assert code == 2
-    assert out == ""
+    assert json.loads(out)["error"] == {"message": err.removeprefix("error: ").rstrip("\n"), "exit_code": 2}
     assert err.startswith("error: sqlite:///data/registry.db already holds 151 entries")
     assert "--force-append" in err
     assert err.count("\n") == 1

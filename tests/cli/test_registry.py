@@ -59,7 +59,7 @@ def test_init_creates_a_registry_that_verifies(tmp_path: Path) -> None:
     assert authority.key_id == result["authority_key_id"]
     code, out, err = invoke("audit", "verify", "-d", db, "--vkey", result["vkey"])
     assert code == 0, err
-    assert out.startswith("verified: 1 entries, 1 checkpoints")
+    assert out.startswith("verified: 1 entry, 1 checkpoint\n")
 
 
 def test_init_encrypts_keys_with_the_passphrases_from_the_environment(tmp_path: Path) -> None:

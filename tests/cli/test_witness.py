@@ -202,7 +202,9 @@ def test_two_witnesses_cosign_as_the_log_grows_and_catch_a_rollback(witnessed: L
     assert err.startswith("error: rollback: the registry now shows")
     assert f"{sizes[-1]} entries after {cosigned_size} were seen" in err
     (evidence,) = (tmp_path / "state-w1").glob("evidence-*")
-    assert json.loads(out) == {"verdict": "rollback", "evidence": str(evidence)}
+    verdict = json.loads(out)
+    assert verdict.pop("error")["exit_code"] == 1
+    assert verdict == {"verdict": "rollback", "evidence": str(evidence)}
     assert str(evidence) in err
     verifier = NoteVerifier.from_vkey(VKEY)
     old = open_checkpoint((evidence / "old.checkpoint").read_bytes(), verifier, origin=ORIGIN)
@@ -331,7 +333,9 @@ def test_a_registry_that_errors_on_the_consistency_proof_is_not_cosigned_and_evi
         exit_code, out, err = cosign(base, "w1", tmp_path)
     assert exit_code == code, err
     (evidence,) = state.glob("evidence-*")
-    assert json.loads(out) == {"verdict": "unproven", "evidence": str(evidence)}
+    verdict = json.loads(out)
+    assert verdict.pop("error")["exit_code"] == code
+    assert verdict == {"verdict": "unproven", "evidence": str(evidence)}
     assert err.count("\n") == 1, err
     assert err.startswith(
         "error: unproven: the registry signed a tree of size 5 but did not prove it extends the tree of size 2"

@@ -10,7 +10,7 @@ line on stderr and the right exit code.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +30,7 @@ from tests.ledger.scenario import ORIGIN, SHA, seeded_key
 from tests.registry.live import free_port, serve
 
 PASSPHRASE = "correct horse battery staple"
+VKEY = log_signer().verifier_key()
 PARTICIPANTS = ("authority", "tianfu-verify", "sunpower-pidu", "forum-org")
 
 
@@ -43,9 +44,14 @@ class Served:
     def key(self, who: str) -> Path:
         return self.keys / f"{who}.key"
 
-    def cdcer(self, who: str | None, *args: str, env: dict[str, str] | None = None) -> Result:
-        """Run ``cdcer ARGS`` as `who` (with its key file) against this registry."""
-        environment = {"CDCER_REGISTRY_URL": self.url, "CDCER_KEY_PASSPHRASE": PASSPHRASE, **(env or {})}
+    def cdcer(self, who: str | None, *args: str, env: Mapping[str, str | None] | None = None) -> Result:
+        """Run ``cdcer ARGS`` as `who` (with its key file) against this registry, its verifier key pinned."""
+        environment = {
+            "CDCER_REGISTRY_URL": self.url,
+            "CDCER_KEY_PASSPHRASE": PASSPHRASE,
+            "CDCER_VKEY": VKEY,
+            **(env or {}),
+        }
         identity = [] if who is None else ["--as", who, "--key", str(self.key(who))]
         return CliRunner().invoke(app, [*args, *identity], env=environment)
 
