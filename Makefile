@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+RUNTIME := $(VENV)/.runtime
 PYTEST_ARGS ?=
 
 .PHONY: test test-long install lint typecheck pytest run bench-ledger bench-deps bench-http bench-reads clean system-deps
@@ -17,6 +18,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# What `make run` needs: the project and its runtime dependencies, without the dev tools.
+$(RUNTIME): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
+	$(BIN)/python -m pip install --quiet -e ".[postgres]"
+	touch $(RUNTIME)
 
 # Debian packages the suite uses (Go and golang.org/x/mod for the interop test, Chromium for the pages).
 system-deps:
@@ -38,8 +46,9 @@ test-long: install system-deps
 	$(BIN)/pytest -n 2 -m slow $(PYTEST_ARGS)
 
 # Creates a development registry in data/ on first run (plain key files: development only) and fills it
-# with the demo (participants' keys in data/demo-keys/), then serves it.
-run: install
+# with the demo (participants' keys in data/demo-keys/), then serves it (`cdcer serve` prints the registry's
+# verifier key at each start). Runtime dependencies only: `make test` installs the dev tools.
+run: $(RUNTIME)
 	@[ -f data/registry-log.key ] || $(BIN)/cdcer init --plain-keys
 	@[ -d data/demo-keys ] || $(BIN)/cdcer demo
 	@echo "Where to look, once it serves:"
