@@ -49,6 +49,7 @@ test-long: install system-deps
 # with the demo (participants' keys in data/demo-keys/), then serves it (`cdcer serve` prints the registry's
 # verifier key at each start). Runtime dependencies only: `make test` installs the dev tools.
 run: $(RUNTIME)
+	@bash scripts/system-deps.sh --runtime
 	@[ -f data/registry-log.key ] || $(BIN)/cdcer init --plain-keys
 	@[ -d data/demo-keys ] || $(BIN)/cdcer demo
 	@echo "Where to look, once it serves:"

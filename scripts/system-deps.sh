@@ -3,8 +3,13 @@
 # Go and golang.org/x/mod for the interop test, Chromium and CJK fonts for the browser tests, the fonts the
 # PDF certificates embed and poppler-utils, which renders them to images in the tests.
 # Without root or apt-get it only says what is missing; the tests that need it then fail under CI=true.
+# With --runtime, only what a served registry needs: the fonts its PDF certificates embed (`make run`).
 set -euo pipefail
 need=()
+if [ "${1:-}" = "--runtime" ]; then
+  [ -f /usr/share/fonts/truetype/arphic/uming.ttc ] || need+=(fonts-arphic-uming)
+  [ -f /usr/share/fonts/truetype/liberation/LiberationSerif-Regular.ttf ] || need+=(fonts-liberation)
+else
 command -v go >/dev/null 2>&1 || need+=(golang-go)
 [ -d /usr/share/gocode/src/golang.org/x/mod ] || need+=(golang-golang-x-mod-dev)
 # The browser tests drive Debian's Chromium (Playwright downloads no browser); the CJK fonts make the
@@ -16,11 +21,12 @@ command -v go >/dev/null 2>&1 || need+=(golang-go)
 [ -f /usr/share/fonts/truetype/arphic/uming.ttc ] || need+=(fonts-arphic-uming)
 [ -f /usr/share/fonts/truetype/liberation/LiberationSerif-Regular.ttf ] || need+=(fonts-liberation)
 command -v pdftoppm >/dev/null 2>&1 || need+=(poppler-utils)
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "system-deps: installing ${need[*]}" >&2
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 else
-  echo "system-deps: missing Debian packages: ${need[*]} (install them to run the tests that need them)" >&2
+  echo "system-deps: missing Debian packages: ${need[*]} (install them: the tests, or the PDF certificates, need them)" >&2
 fi
