@@ -46,3 +46,20 @@ def test_the_pages_show_local_times(demo: Demo, lang: str) -> None:
     assert "(UTC+8)</time>" in claim  # when it was checked
     for text in (event, listing, page):
         assert "(UTC)" not in text  # no column still says its times are UTC
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_record_pages_show_local_times_too(demo: Demo, lang: str) -> None:
+    claim = demo.client.get("/v1/claims/CN0001").json()
+    assert local(claim["issued_time"]) in demo.client.get("/claims/CN0001", params={"lang": lang}).text
+    retirements = demo.client.get("/v1/retirements", params={"limit": 500}).json()["items"]
+    listing = demo.client.get("/retirements", params={"lang": lang}).text
+    first = retirements[0]
+    assert local(first["retired_time"]) in listing
+    page = demo.client.get(f"/retirements/{first['id']}", params={"lang": lang}).text
+    assert local(first["retired_time"]) in page
+    holder = demo.client.get(f"/participants/{first['holder']}", params={"lang": lang}).text
+    assert local(first["retired_time"]) in holder
+    batch = demo.client.get("/v1/batches", params={"project": "P0001"}).json()["items"][0]
+    project = demo.client.get("/projects/P0001", params={"lang": lang}).text
+    assert local(batch["issued_time"]) in project
