@@ -62,7 +62,7 @@ def test_every_retirement_has_a_page_with_its_facts_and_how_to_verify_it(demo: D
         for block in r["blocks"]:  # type: ignore[attr-defined]
             assert f'<a class="mono" href="/serials?serial={block}">{block}</a>' in page
         assert linked(holder, everyone[holder]) in page  # the retiring holder, by name
-        assert str(when(r["retired_time"])) in page  # in Chengdu time, UTC on hover
+        assert str(when(str(r["retired_time"]))) in page  # in Chengdu time, UTC on hover
         assert f"#{r['entry']}</a>" in page
         # verified live, like a claim, and how to repeat it offline with the registry's key
         assert '<p class="verdict" id="verdict">✓ Verified</p>' in page
