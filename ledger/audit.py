@@ -278,8 +278,10 @@ def audit(
             if moves is not None:
                 # (8) the serials' histories, entry by entry, so memory stays flat whatever the log's length
                 moves.expect(index, [] if applied is None else movements(index, *applied))
-                if index == 0 and verifier is None and state.registry_vkey is not None:
-                    verifier = _verifier(state.registry_vkey, report)
+            if index == 0 and verifier is None and state.registry_vkey is not None:
+                # No key given: the genesis entry's own key checks the checkpoints (self-consistency only),
+                # from whatever source, not only from a database.
+                verifier = _verifier(state.registry_vkey, report)
             while pending_cps and pending_cps[0].size == report.entries:
                 _check_checkpoint(pending_cps.popleft(), frontier.root(), verifier, state, report)
             if report.entries % CHUNK == 0:
