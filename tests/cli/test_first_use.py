@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -315,9 +316,13 @@ _SERVE_ENV = ("CDCER_DATABASE_URL", "CDCER_LOG_KEY_FILE", "CDCER_REQUEST_TIMEOUT
 
 @pytest.fixture
 def serve_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`cdcer serve` hands its settings to its workers in os.environ: undo that after the test."""
+    """`cdcer serve` hands its settings to its workers in os.environ: undo that after the test.
+
+    Setting each variable first makes monkeypatch remember it (absent, or as it was), so that what serve
+    writes there is undone too; a bare delenv of an absent variable would record nothing."""
     for name in (*_SERVE_ENV, "CDCER_APPEND_PROCESS"):
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+        monkeypatch.delenv(name)
 
 
 def test_serve_reports_a_port_already_taken_in_one_line(

@@ -28,7 +28,13 @@ def _serve_leaves_no_settings_behind(monkeypatch: pytest.MonkeyPatch) -> None:
     Setting each variable first makes monkeypatch remember it as absent (or as it was), so a serve run in
     process cannot leak its database or key file into a later test of the same worker.
     """
-    for name in ("CDCER_DATABASE_URL", "CDCER_LOG_KEY_FILE", "CDCER_REQUEST_TIMEOUT"):
+    for name in (
+        "CDCER_DATABASE_URL",
+        "CDCER_LOG_KEY_FILE",
+        "CDCER_REQUEST_TIMEOUT",
+        "CDCER_PUBLIC_BASE_URL",
+        "CDCER_APPEND_PROCESS",
+    ):
         monkeypatch.setenv(name, os.environ.get(name, ""))
         monkeypatch.delenv(name)
 
