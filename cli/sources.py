@@ -28,6 +28,7 @@ from ledger.errors import NoteError
 from ledger.log import StoredEntry
 from ledger.merkle import Hash, NodeReader
 from ledger.note import parse_note
+from ledger.points_batch import PointRecord
 
 PAGE = 1000
 ENTRY_FIELDS = frozenset({"index", "leaf", "leaf_hash", "chain_hash"})
@@ -181,6 +182,9 @@ class RemoteSource:
     def registry_meta(self) -> Mapping[str, str] | None:
         return None
 
+    def point_records(self, batch_id: str, provider: str) -> Sequence[PointRecord] | None:
+        return None  # private rows: not served to an anonymous audit, not in an export
+
     def movement_rows(self) -> Iterator[dict[str, Any]] | None:
         return None
 
@@ -236,6 +240,9 @@ class ExportSource:
 
     def registry_meta(self) -> Mapping[str, str] | None:
         return None
+
+    def point_records(self, batch_id: str, provider: str) -> Sequence[PointRecord] | None:
+        return None  # private rows: not served to an anonymous audit, not in an export
 
     def movement_rows(self) -> Iterator[dict[str, Any]] | None:
         return None

@@ -56,9 +56,10 @@ from ledger.merkle import (
     verify_consistency,
 )
 from ledger.note import NoteVerifier
+from ledger.points_batch import PointRecord
 from ledger.state import RECORD_TYPES, Outcome, State
 from ledger.storage.tables import record_row
-from ledger.transactions import RegistryGenesis, TransactionBody, format_utc, signing_message
+from ledger.transactions import PointsAttest, RegistryGenesis, TransactionBody, format_utc, signing_message
 
 MAX_REPORTED_FINDINGS = 1000
 PARALLEL_THRESHOLD = 4096  # below this many entries, verifying inline beats starting workers
@@ -98,6 +99,12 @@ class AuditSource(Protocol):
 
     def registry_meta(self) -> Mapping[str, str] | None:
         """The registry's recorded settings (``origin``, ``vkey``), if the source has them (step 8)."""
+
+    def point_records(self, batch_id: str, provider: str) -> Sequence[PointRecord] | None:
+        """The records `provider` uploaded for points batch `batch_id`, if the source has them (step 7).
+
+        They are private (served to the holder, the authority and auditors): a source without them cannot
+        replay the awards, and the audit says so."""
 
 
 @dataclass(slots=True)
@@ -225,6 +232,9 @@ def audit(
     verifier: NoteVerifier | None = _verifier(vkey, report) if vkey is not None else None
     state = State()
     frontier = Frontier.empty()
+    records: Callable[[str, str], Sequence[PointRecord] | None] = getattr(
+        source, "point_records", lambda batch_id, provider: None
+    )
     running_chain = GENESIS_CHAIN
     if workers is None:
         workers = os.cpu_count() or 1
@@ -272,7 +282,7 @@ def audit(
             if entry is None:
                 state.skip(index)
             else:
-                body, applied = _replay(entry, index, state, report, checker, verifier)
+                body, applied = _replay(entry, index, state, report, checker, verifier, records)
             if index_check is not None:
                 index_check.expect(index, entry, body)  # (8) the columns stored beside the entry
             if moves is not None:
@@ -406,6 +416,7 @@ def _replay(
     report: AuditReport,
     checker: _SignatureChecker,
     verifier: NoteVerifier | None,
+    records: Callable[[str, str], Sequence[PointRecord] | None],
 ) -> tuple[TransactionBody | None, tuple[str, Outcome] | None]:
     """Steps (5) to (7) for one decoded entry: its transaction (None if it does not parse) and its actor and
     outcome (None when it could not be applied)."""
@@ -439,8 +450,21 @@ def _replay(
     checker.add(index, key.raw, signing_message(entry.body_bytes), entry.signature)
     # (7) the state machine
     outcome = None
+    attachment = None
+    if isinstance(body.payload, PointsAttest):
+        attachment = records(body.payload.batch_id, body.actor)
+        if attachment is None:
+            report.add(
+                "replay",
+                f"the records of points batch {body.payload.batch_id} are not available to this audit; an "
+                "auditor's or the authority's audit of the database or of a full export replays them",
+                index,
+            )
+            state.skip(index)
+            state.dirty.clear()
+            return body, None
     try:
-        outcome = state.apply(body, index=index, accepted_at=entry.accepted_at)
+        outcome = state.apply(body, index=index, accepted_at=entry.accepted_at, attachment=attachment)
     except RuleViolation as exc:
         report.add("replay", f"{exc.code}: {exc.message}", index)
         state.skip(index)

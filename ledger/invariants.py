@@ -220,12 +220,48 @@ def check_one_claimant(state: State) -> list[Finding]:
     return findings
 
 
+def check_points(state: State, accounts: Iterable[str] | None = None) -> list[Finding]:
+    """Points are conserved and never negative: per account, awarded = balance + redeemed + expired + clawed
+    back, the balance is the sum of its lots and no lot is empty or negative; and no account earned more
+    under a rule in a day, month or year than the rule version's caps allow."""
+    findings = []
+    for account in sorted(state.point_totals) if accounts is None else accounts:
+        t = state.point_totals.get(account)
+        if t is None:
+            continue
+        held = [state.point_lots[(account, m)].points for m in state.lot_months.get(account, ())]
+        if any(points <= 0 for points in held) or t.balance < 0:
+            findings.append(Finding("points_conservation", f"point account {account} holds an empty or negative lot"))
+        if t.awarded != t.balance + t.redeemed + t.expired + t.clawed_back or t.balance != sum(held):
+            findings.append(
+                Finding(
+                    "points_conservation",
+                    f"point account {account}: awarded {t.awarded} != balance {t.balance} + redeemed {t.redeemed} "
+                    f"+ expired {t.expired} + clawed back {t.clawed_back}, or its lots hold {sum(held)}",
+                )
+            )
+    if accounts is None:
+        caps: dict[str, tuple[int, ...]] = {}
+        for (rule_id, _), rule in state.points_rules.items():  # no period may pass the most generous version's
+            old = caps.get(rule_id)
+            new = (rule.daily_cap, rule.monthly_cap, rule.annual_cap)
+            caps[rule_id] = new if old is None else tuple(max(a, b) for a, b in zip(old, new, strict=True))
+        for (account, rule_id, period), earned in sorted(state.earned.items()):
+            limit = caps[rule_id]["DMY".index(period[0])]
+            if earned > limit:
+                findings.append(
+                    Finding("points_caps", f"{account} earned {earned} points under {rule_id} in {period[1:]}")
+                )
+    return findings
+
+
 CHECKS: tuple[Callable[[State], list[Finding]], ...] = (
     check_batch_conservation,
     check_holders,
     check_retirements_terminal,
     check_claims,
     check_one_claimant,
+    check_points,
 )
 
 

@@ -30,12 +30,20 @@ from ledger.keys import PrivateKey
 from ledger.log import GENESIS_CHAIN, Entry, StoredEntry, decode_entry, seal
 from ledger.merkle import Frontier, Hash, MemoryNodeStore, NodeId, NodeReader, inclusion_proofs, root_at
 from ledger.note import NoteSigner
+from ledger.points_batch import PointRecord
 from ledger.serials import parse_block
 from ledger.state import Outcome, State, UnitsMoved
 from ledger.state.outcomes import Claimed
 from ledger.storage import store
 from ledger.storage.engine import read_transaction, write_transaction
-from ledger.transactions import RegistryGenesis, SignedTransaction, TransactionSigner, format_utc
+from ledger.transactions import (
+    PointsAttest,
+    RegistryGenesis,
+    SignedTransaction,
+    TransactionBody,
+    TransactionSigner,
+    format_utc,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +95,8 @@ class Ledger:
                 entry = decode_stored(stored)
                 body = entry.body()
                 state.authorise(body, index=entry.index, accepted_at=entry.accepted_at)
-                state.apply(body, index=entry.index, accepted_at=entry.accepted_at)
+                attachment = attachment_of(conn, body)
+                state.apply(body, index=entry.index, accepted_at=entry.accepted_at, attachment=attachment)
             except (EncodingError, RuleViolation, IntegrityError) as exc:
                 self._state = None
                 self._tip = None
@@ -199,7 +208,8 @@ class Ledger:
                 signer_key = state.authorise(tx.body, index=index, accepted_at=accepted_at)
                 if verified_key != signer_key.raw:
                     tx.verify(signer_key)
-                outcome = state.apply(tx.body, index=index, accepted_at=accepted_at)
+                attachment = attachment_of(conn, tx.body)
+                outcome = state.apply(tx.body, index=index, accepted_at=accepted_at, attachment=attachment)
             except SignatureError as exc:
                 results.append(RuleViolation("bad_signature", str(exc)))
                 continue
@@ -215,6 +225,8 @@ class Ledger:
             meta = store.EntryMeta(format_utc(accepted_at), tx.body.actor, tx.body.nonce, tx.body.kind, identity)
             sealed.append((sealed_entry, meta))
             seen[key] = (identity, index)
+            if isinstance(tx.body.payload, PointsAttest):
+                store.mark_attested(conn, tx.body.payload.batch_id)
             results.append(("new", index, outcome))
             last = accepted_at
         if not sealed:
@@ -382,6 +394,13 @@ def frontier_node_ids(size: int) -> list[NodeId]:
 
 def _as_pair(found: tuple[int, bytes] | None) -> tuple[bytes, int] | None:
     return None if found is None else (found[1], found[0])
+
+
+def attachment_of(conn: Connection, body: TransactionBody) -> list[PointRecord] | None:
+    """What a transaction commits to without carrying it: a points batch's records, uploaded by its signer."""
+    if isinstance(body.payload, PointsAttest):
+        return store.read_point_records(conn, body.payload.batch_id, provider=body.actor)
+    return None
 
 
 def decode_stored(stored: StoredEntry) -> Entry:

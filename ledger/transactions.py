@@ -545,6 +545,187 @@ class PointsConsent(_Model):
     granted: bool
 
 
+MonthText = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
+"""A calendar month, ``YYYY-MM``: point lots are held by the month their activity was on."""
+BatchId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{1,63}$")]
+"""A provider's id for one attested batch, unique across the registry."""
+OrderId = Annotated[str, StringConstraints(pattern=r"^RO[0-9a-f]{16}$")]
+"""A redemption order: random, chosen by the operator's app."""
+SceneId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{1,47}$")]
+MAX_ATTESTED_RECORDS = 1_000_000
+"""The most per-account records one attested batch may carry."""
+
+
+class PointsAttest(_Model):
+    """A data provider attests one day of activity under a rule: one batch, one entry, however many records.
+
+    The records themselves (per-account quantity and subject commitment) are uploaded beforehand and stay
+    off the public log; the entry commits to them with `root`, the RFC 6962 Merkle tree hash over their
+    leaves (`ledger.points_batch`), and with their count and total quantity.
+    """
+
+    kind: Literal["points.attest"] = "points.attest"
+    batch_id: BatchId
+    rule_id: RuleId
+    version: Annotated[int, Field(strict=True, ge=1, le=10_000)]
+    """The version of the rule in force on `day` (the signer commits to which one it attests under)."""
+    day: date
+    count: Annotated[int, Field(strict=True, ge=1, le=MAX_ATTESTED_RECORDS)]
+    total_quantity: Quantity
+    root: Sha256Hex
+
+
+class PointsExpire(_Model):
+    """Expires every point lot of `through_month` and earlier, once they are past their lifetime (authority)."""
+
+    kind: Literal["points.expire"] = "points.expire"
+    through_month: MonthText
+
+
+class PointsPolicy(_Model):
+    """Sets how many months points stay redeemable after their activity month (authority).
+
+    A lot of month M expires once M plus `lifetime_months` has ended. The lifetime may be lengthened at
+    any time but shortened only while no points have been awarded: never retroactively against holders.
+    """
+
+    kind: Literal["points.policy"] = "points.policy"
+    lifetime_months: Annotated[int, Field(strict=True, ge=1, le=120)]
+
+
+class PointsClawback(_Model):
+    """Takes back points a batch awarded fraudulently (authority): from the named accounts, or all of them."""
+
+    kind: Literal["points.clawback"] = "points.clawback"
+    batch_id: BatchId
+    accounts: tuple[PointAccountId, ...] = Field(default=(), max_length=1000)
+    """Empty: every account the batch awarded points to."""
+    reason: Reason
+
+
+class SceneCategory(StrEnum):
+    RESTAURANT = "restaurant"
+    MALL = "mall"
+    HOTEL = "hotel"
+    SCENIC_SPOT = "scenic_spot"
+    OFFICE = "office"
+    OTHER = "other"
+
+
+class SceneApply(_Model):
+    """A merchant applies to have a place evaluated as a low-carbon scene."""
+
+    kind: Literal["scene.apply"] = "scene.apply"
+    scene_id: SceneId
+    name: Text
+    category: SceneCategory
+    district: Text
+    address: Text
+    description: LongText = ""
+
+
+class SceneEvaluate(_Model):
+    """A scene evaluator scores a scene it has no stake in (0-100) and gives its opinion."""
+
+    kind: Literal["scene.evaluate"] = "scene.evaluate"
+    scene_id: SceneId
+    score: Annotated[int, Field(strict=True, ge=0, le=100)]
+    opinion: Opinion
+    report_sha256: Sha256Hex
+
+
+class SceneDecide(_Model):
+    """The authority approves an evaluated scene until `valid_until`, or rejects it."""
+
+    kind: Literal["scene.decide"] = "scene.decide"
+    scene_id: SceneId
+    approve: bool
+    valid_until: date | None = None
+    reason: Reason
+
+    @model_validator(mode="after")
+    def _until_iff_approved(self) -> SceneDecide:
+        if self.approve != (self.valid_until is not None):
+            raise ValueError("an approval needs valid_until, and a rejection takes none")
+        return self
+
+
+class SceneSuspend(_Model):
+    kind: Literal["scene.suspend"] = "scene.suspend"
+    scene_id: SceneId
+    reason: Reason
+
+
+class SceneReinstate(_Model):
+    kind: Literal["scene.reinstate"] = "scene.reinstate"
+    scene_id: SceneId
+    reason: Reason
+
+
+class SceneRevoke(_Model):
+    kind: Literal["scene.revoke"] = "scene.revoke"
+    scene_id: SceneId
+    reason: Reason
+
+
+class SceneRenew(_Model):
+    """Extends an approved scene's validity, after an evaluation made since it was last approved (authority)."""
+
+    kind: Literal["scene.renew"] = "scene.renew"
+    scene_id: SceneId
+    valid_until: date
+
+
+class OfferPublish(_Model):
+    """A merchant offers goods or services at an approved scene, for points."""
+
+    kind: Literal["offer.publish"] = "offer.publish"
+    offer_id: SceneId
+    scene_id: SceneId
+    title: Text
+    price_points: Points
+    stock: Annotated[int, Field(strict=True, ge=1, le=10_000_000)]
+    per_account_limit: Annotated[int, Field(strict=True, ge=1, le=10_000)]
+    valid_from: date
+    valid_until: date
+
+    @model_validator(mode="after")
+    def _dates(self) -> OfferPublish:
+        if self.valid_until < self.valid_from:
+            raise ValueError("valid_until is before valid_from")
+        return self
+
+
+class OfferWithdraw(_Model):
+    kind: Literal["offer.withdraw"] = "offer.withdraw"
+    offer_id: SceneId
+
+
+class PointsRedeem(_Model):
+    """A holder, in the operator's app, orders `quantity` of an offer for points (platform operator signs)."""
+
+    kind: Literal["points.redeem"] = "points.redeem"
+    order_id: OrderId
+    offer_id: SceneId
+    account_id: PointAccountId
+    quantity: Annotated[int, Field(strict=True, ge=1, le=100)]
+
+
+class RedemptionFulfil(_Model):
+    """The merchant hands over what was ordered: the order's points are spent."""
+
+    kind: Literal["redemption.fulfil"] = "redemption.fulfil"
+    order_id: OrderId
+
+
+class RedemptionCancel(_Model):
+    """The merchant or the holder's operator cancels a pending order: its points and stock come back."""
+
+    kind: Literal["redemption.cancel"] = "redemption.cancel"
+    order_id: OrderId
+    reason: Reason
+
+
 Payload = Annotated[
     RegistryGenesis
     | ParticipantRegister
@@ -581,7 +762,23 @@ Payload = Annotated[
     | ProviderScope
     | PointAccountOpen
     | PointsConsent
-    | ProjectScope,
+    | ProjectScope
+    | PointsAttest
+    | PointsExpire
+    | PointsPolicy
+    | PointsClawback
+    | SceneApply
+    | SceneEvaluate
+    | SceneDecide
+    | SceneSuspend
+    | SceneReinstate
+    | SceneRevoke
+    | SceneRenew
+    | OfferPublish
+    | OfferWithdraw
+    | PointsRedeem
+    | RedemptionFulfil
+    | RedemptionCancel,
     Field(discriminator="kind"),
 ]
 

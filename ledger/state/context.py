@@ -7,6 +7,7 @@ drop a block). `State.apply` commits the plan only when the handler returns, so 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -32,10 +33,22 @@ class Context:
     time: datetime
     puts: list[Any] = field(default_factory=list)
     drops: list[tuple[str, int]] = field(default_factory=list)
+    removes: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    attachment: Any = None
+    """What the entry's transaction commits to but does not carry (a points batch's records), or None."""
+    hooks: list[Callable[[State], None]] = field(default_factory=list)
 
     def put(self, record: Any) -> None:
         """Plan to write `record` (a new row, or a new version of one)."""
         self.puts.append(record)
+
+    def remove(self, table: str, key: tuple[Any, ...]) -> None:
+        """Plan to delete the record of `table` with primary key `key` (not a serial block: see `drops`)."""
+        self.removes.append((table, key))
+
+    def on_commit(self, hook: Callable[[State], None]) -> None:
+        """Plan a change to the state's memory-only indexes (derived from the log, not stored as rows)."""
+        self.hooks.append(hook)
 
     def commit(self) -> None:
         """Apply the planned changes to the state (only after every check has passed)."""
@@ -47,6 +60,10 @@ class Context:
             st._drop_block(bid, first)
         for record in self.puts:
             st._put(record)
+        for table, key in self.removes:
+            st._remove(table, key)
+        for hook in self.hooks:
+            hook(st)
 
     @property
     def actor(self) -> str:

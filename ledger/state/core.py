@@ -21,6 +21,7 @@ from ledger.state.context import Context
 from ledger.state.kinds import HANDLERS, KIND_ROLES
 from ledger.state.outcomes import Outcome
 from ledger.state.records import (
+    Attestation,
     Batch,
     Block,
     Cancellation,
@@ -29,14 +30,20 @@ from ledger.state.records import (
     Event,
     Key,
     Methodology,
+    Offer,
     Participant,
     PointAccount,
+    PointLot,
+    PointsPolicySet,
     PointsRule,
+    PointTotals,
     Project,
     ProjectScopes,
     ProviderRules,
+    Redemption,
     Report,
     Retirement,
+    Scene,
     Witness,
     record_key,
 )
@@ -75,6 +82,22 @@ class State:
         self.point_accounts: dict[str, PointAccount] = {}
         self.consents: dict[tuple[str, str, str], Consent] = {}
         self.project_scopes: dict[str, ProjectScopes] = {}
+        # Attested batches, each account's lots by (account, month) with its months in order, and totals.
+        self.attestations: dict[str, Attestation] = {}
+        self.points_policy: dict[int, PointsPolicySet] = {}
+        self.point_lots: dict[tuple[str, str], PointLot] = {}
+        self.lot_months: dict[str, list[str]] = {}
+        self.point_totals: dict[str, PointTotals] = {}
+        self.scenes: dict[str, Scene] = {}
+        self.offers: dict[str, Offer] = {}
+        self.redemptions: dict[str, Redemption] = {}
+        # Derived only in memory (the log replays them): the subjects rewarded in each period, with the
+        # batch that rewarded them; what each batch awarded each account; the points each account earned
+        # under each rule per day, month and year (the caps); the items each account ordered of each offer.
+        self.rewarded_subjects: dict[str, dict[str, str]] = {}
+        self.batch_awards: dict[str, dict[str, int]] = {}
+        self.earned: dict[tuple[str, str, str], int] = {}
+        self.ordered: dict[tuple[str, str], int] = {}
         # Units: every block of a batch, sorted by first serial; and each holder's held blocks.
         self.blocks: dict[str, list[Block]] = {}
         self._firsts: dict[str, list[int]] = {}
@@ -106,6 +129,13 @@ class State:
             PointAccount.TABLE: self.point_accounts,
             Consent.TABLE: self.consents,
             ProjectScopes.TABLE: self.project_scopes,
+            Attestation.TABLE: self.attestations,
+            PointsPolicySet.TABLE: self.points_policy,
+            PointLot.TABLE: self.point_lots,
+            PointTotals.TABLE: self.point_totals,
+            Scene.TABLE: self.scenes,
+            Offer.TABLE: self.offers,
+            Redemption.TABLE: self.redemptions,
         }
 
     # ---- reading ------------------------------------------------------------------------------------
@@ -246,15 +276,17 @@ class State:
 
     # ---- applying ----------------------------------------------------------------------------------------
 
-    def apply(self, body: TransactionBody, *, index: int, accepted_at: datetime) -> Outcome:
+    def apply(self, body: TransactionBody, *, index: int, accepted_at: datetime, attachment: Any = None) -> Outcome:
         """Apply one authorised transaction as entry ``index``; raise `RuleViolation` and change nothing.
 
-        Call `authorise` first (and verify the signature with the key it returns).
+        Call `authorise` first (and verify the signature with the key it returns). `attachment` is what
+        the transaction commits to without carrying it: a `points.attest` batch's records
+        (`ledger.points_batch.PointRecord`s, in order), which its handler checks against the root.
         """
         if index != self.size:
             raise RuleViolation("out_of_order", f"entry {index} applied when {self.size} was expected")
         handler = HANDLERS[type(body.payload)]
-        ctx = Context(state=self, body=body, index=index, time=accepted_at)
+        ctx = Context(state=self, body=body, index=index, time=accepted_at, attachment=attachment)
         outcome = handler(ctx)
         # Every check has passed: commit the planned changes.
         ctx.commit()
@@ -280,7 +312,19 @@ class State:
                 self.reports_by_project.setdefault(record.project_id, []).append(key[0])
             if table == PointsRule.TABLE:
                 self.rule_versions[record.rule_id] = max(self.rule_versions.get(record.rule_id, 0), record.version)
+            if table == PointLot.TABLE and key not in target:
+                bisect.insort(self.lot_months.setdefault(record.account_id, []), record.month)
             target[key[0] if len(key) == 1 else key] = record
+        self.dirty.add((table, key))
+
+    def _remove(self, table: str, key: tuple[Any, ...]) -> None:
+        target = self._table(table)
+        target.pop(key[0] if len(key) == 1 else key, None)
+        if table == PointLot.TABLE:
+            months = self.lot_months[key[0]]
+            months.remove(key[1])
+            if not months:
+                del self.lot_months[key[0]]
         self.dirty.add((table, key))
 
     def _table(self, table: str) -> dict[Any, Any]:

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ledger.state import events, participants, points, projects, units
+from ledger.state import awards, events, participants, points, projects, scenes, units
 from ledger.state.context import Context
 from ledger.state.outcomes import Outcome
 from ledger.state.spec import KindSpec
 from ledger.transactions import PAYLOAD_TYPES, Role
 
 SPECS: dict[str, KindSpec] = {
-    spec.kind: spec for module in (participants, projects, units, events, points) for spec in module.SPECS
+    spec.kind: spec
+    for module in (participants, projects, units, events, points, awards, scenes)
+    for spec in module.SPECS
 }
 """Every kind, by name, in domain order."""
 

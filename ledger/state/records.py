@@ -274,6 +274,123 @@ class Consent:
     updated_at: int
 
 
+@dataclass(frozen=True, slots=True)
+class Attestation:
+    """One provider batch attested under a rule version for a day: what the entry commits to and awarded."""
+
+    TABLE: ClassVar[str] = "point_attestations"
+    KEY: ClassVar[tuple[str, ...]] = ("batch_id",)
+    batch_id: str
+    provider: str
+    rule_id: str
+    version: int
+    day: str
+    count: int
+    total_quantity: int
+    root: str
+    points_awarded: int
+    points_capped: int  # points the records earned above the caps, not awarded
+    reduction_g: int  # gCO2e the records avoided, by the rule's emission factor
+    claimable: bool  # a claim-mode rule's reductions (reward-only points never count toward a claim)
+    clawed_back: int
+    attested_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class PointsPolicySet:
+    """The registry's points policy: how many months a lot stays redeemable after its month ends."""
+
+    TABLE: ClassVar[str] = "points_policy"
+    KEY: ClassVar[tuple[str, ...]] = ("id",)
+    id: int  # always 1: one policy per registry
+    lifetime_months: int
+    set_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class PointLot:
+    """The points an account still holds from activity in one month (redemption and expiry take the oldest)."""
+
+    TABLE: ClassVar[str] = "point_lots"
+    KEY: ClassVar[tuple[str, ...]] = ("account_id", "month")
+    account_id: str
+    month: str  # YYYY-MM
+    points: int
+
+
+@dataclass(frozen=True, slots=True)
+class PointTotals:
+    """Where an account's points went: awarded = balance + redeemed + expired + clawed back (conservation)."""
+
+    TABLE: ClassVar[str] = "point_totals"
+    KEY: ClassVar[tuple[str, ...]] = ("account_id",)
+    account_id: str
+    awarded: int
+    balance: int
+    redeemed: int  # held by pending orders and spent by fulfilled ones
+    expired: int
+    clawed_back: int
+
+
+@dataclass(frozen=True, slots=True)
+class Scene:
+    """A place a merchant applied to have recognised as a low-carbon scene."""
+
+    TABLE: ClassVar[str] = "scenes"
+    KEY: ClassVar[tuple[str, ...]] = ("id",)
+    id: str
+    merchant: str
+    name: str
+    category: str
+    district: str
+    address: str
+    description: str
+    state: str  # applied evaluated approved rejected suspended revoked
+    evaluator: str | None
+    score: int | None
+    opinion: str | None
+    evaluated_at: int | None
+    decided_at: int | None
+    valid_until: str | None
+    applied_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """Goods or services a merchant offers at an approved scene, for points."""
+
+    TABLE: ClassVar[str] = "offers"
+    KEY: ClassVar[tuple[str, ...]] = ("id",)
+    id: str
+    scene_id: str
+    merchant: str
+    title: str
+    price_points: int
+    stock: int  # items left
+    per_account_limit: int
+    valid_from: str
+    valid_until: str
+    state: str  # active withdrawn
+    published_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Redemption:
+    """An order of an offer for points: pending, then fulfilled or cancelled."""
+
+    TABLE: ClassVar[str] = "redemptions"
+    KEY: ClassVar[tuple[str, ...]] = ("id",)
+    id: str
+    offer_id: str
+    account_id: str
+    quantity: int
+    points: int
+    lots: tuple[str, ...]  # "YYYY-MM:points" taken from each lot, oldest first (a cancellation puts them back)
+    state: str  # pending fulfilled cancelled
+    placed_at: int
+    closed_at: int | None
+
+
 RECORD_TYPES: tuple[type[Any], ...] = (
     Participant,
     Key,
@@ -292,6 +409,13 @@ RECORD_TYPES: tuple[type[Any], ...] = (
     PointAccount,
     Consent,
     ProjectScopes,
+    Attestation,
+    PointsPolicySet,
+    PointLot,
+    PointTotals,
+    Scene,
+    Offer,
+    Redemption,
 )
 
 

@@ -101,6 +101,17 @@ RULE_CODES: dict[str, Refusal] = {
     "rule_version": Refusal.CONFLICT,
     "out_of_scope": Refusal.CONFLICT,
     "claimed_elsewhere": Refusal.CONFLICT,
+    "records_missing": Refusal.CONFLICT,
+    "no_consent": Refusal.CONFLICT,
+    "subject_rewarded": Refusal.CONFLICT,
+    "late_attestation": Refusal.CONFLICT,
+    "insufficient_points": Refusal.CONFLICT,
+    "not_expirable": Refusal.CONFLICT,
+    "shorter_lifetime": Refusal.CONFLICT,
+    "out_of_stock": Refusal.CONFLICT,
+    "limit_reached": Refusal.CONFLICT,
+    "offer_closed": Refusal.CONFLICT,
+    "scene_not_approved": Refusal.CONFLICT,
     "invalid_key": Refusal.INVALID,
     "invalid_block": Refusal.INVALID,
     "invalid_transfer": Refusal.INVALID,
@@ -114,6 +125,9 @@ RULE_CODES: dict[str, Refusal] = {
     "invalid_rule": Refusal.INVALID,
     "invalid_provider": Refusal.INVALID,
     "invalid_scope": Refusal.INVALID,
+    "not_in_force": Refusal.INVALID,
+    "root_mismatch": Refusal.INVALID,
+    "invalid_batch": Refusal.INVALID,
 }
 """Every code a handler can refuse with, and its class."""
 

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Engine
 from ledger.audit import SourceCheckpoint
 from ledger.log import StoredEntry
 from ledger.merkle import NodeReader
+from ledger.points_batch import PointRecord
 from ledger.storage import store
 from ledger.storage.engine import read_transaction
 
@@ -67,6 +68,10 @@ class DatabaseSource:
         if not self._with_projections:
             return None
         return store.iter_entry_index_rows(self.conn)
+
+    def point_records(self, batch_id: str, provider: str) -> Sequence[PointRecord] | None:
+        """The records `provider` uploaded for a points batch (private rows: the database has them all)."""
+        return store.read_point_records(self.conn, batch_id, provider=provider)
 
     def registry_meta(self) -> Mapping[str, str] | None:
         """The registry's recorded settings (origin, verifier key)."""

@@ -18,6 +18,7 @@ from ledger.errors import ConflictError, ProofError
 from ledger.history import Movement, movement_row
 from ledger.log import StoredEntry
 from ledger.merkle import Hash, NodeId
+from ledger.points_batch import PointRecord
 from ledger.state import RECORD_TYPES, State
 from ledger.storage.tables import (
     PROJECTIONS,
@@ -25,6 +26,8 @@ from ledger.storage.tables import (
     cosignatures,
     log_entries,
     merkle_nodes,
+    point_records,
+    point_uploads,
     record_row,
     registry_meta,
     unit_movements,
@@ -501,3 +504,93 @@ def find_entries(conn: Connection, kind: str, *, start: int, stop: int, actor: s
         query = query.where(log_entries.c.actor == actor)
     rows = conn.execute(query.order_by(log_entries.c.idx))
     return [StoredEntry(int(r.idx), bytes(r.data), bytes(r.leaf_hash), bytes(r.chain_hash)) for r in rows]
+
+
+# --- the records behind attested points batches (private) -----------------------------------------------
+
+
+def upload_point_records(
+    conn: Connection, *, batch_id: str, provider: str, offset: int, records: Sequence[PointRecord], now: str
+) -> int:
+    """Append one chunk of a batch's records at `offset` (the number already uploaded); return the new count.
+
+    Raises `ConflictError` if another provider uploads under that batch id, the batch is already attested,
+    or `offset` is not where the upload stands (a chunk lost or sent twice: the message says where to resume).
+    """
+    upload = conn.execute(select(point_uploads).where(point_uploads.c.batch_id == batch_id)).first()
+    if upload is None:
+        row = {"batch_id": batch_id, "provider": provider, "uploaded_at": now, "attested": False}
+        conn.execute(insert(point_uploads).values(**row))
+    elif upload.provider != provider:
+        raise ConflictError(f"batch id {batch_id} is taken by another provider's upload; choose another id")
+    elif upload.attested:
+        raise ConflictError(f"batch {batch_id} is attested; its records can no longer change")
+    count = point_record_count(conn, batch_id)
+    if offset != count:
+        raise ConflictError(f"batch {batch_id} has {count} records uploaded; send the chunk that starts at {count}")
+    _insert_many(
+        conn,
+        "point_records",
+        ("batch_id", "position", "account_id", "quantity", "subject"),
+        [(batch_id, offset + i, r.account_id, r.quantity, r.subject) for i, r in enumerate(records)],
+    )
+    return count + len(records)
+
+
+def discard_point_upload(conn: Connection, *, batch_id: str, provider: str) -> int:
+    """Delete a provider's unattested upload (to start it again); return how many records it held."""
+    upload = conn.execute(select(point_uploads).where(point_uploads.c.batch_id == batch_id)).first()
+    if upload is None or upload.provider != provider:
+        raise ConflictError(f"{provider} has no upload {batch_id}")
+    if upload.attested:
+        raise ConflictError(f"batch {batch_id} is attested; its records can no longer change")
+    count = point_record_count(conn, batch_id)
+    conn.execute(point_records.delete().where(point_records.c.batch_id == batch_id))
+    conn.execute(point_uploads.delete().where(point_uploads.c.batch_id == batch_id))
+    return count
+
+
+def point_record_count(conn: Connection, batch_id: str) -> int:
+    """How many records are uploaded under `batch_id`."""
+    found = conn.execute(select(func.count()).where(point_records.c.batch_id == batch_id)).scalar_one()
+    return int(found)
+
+
+def point_upload(conn: Connection, batch_id: str) -> tuple[str, bool] | None:
+    """(provider, attested) of the upload `batch_id`, or None."""
+    row = conn.execute(
+        select(point_uploads.c.provider, point_uploads.c.attested).where(point_uploads.c.batch_id == batch_id)
+    ).first()
+    return None if row is None else (str(row.provider), bool(row.attested))
+
+
+def read_point_records(conn: Connection, batch_id: str, *, provider: str | None = None) -> list[PointRecord] | None:
+    """A batch's uploaded records in order (None if nothing is uploaded under that id, by `provider` if given)."""
+    upload = point_upload(conn, batch_id)
+    if upload is None or (provider is not None and upload[0] != provider):
+        return None
+    rows = conn.exec_driver_sql(
+        f"SELECT account_id, quantity, subject FROM point_records WHERE batch_id = {_marker(conn.dialect)} "
+        "ORDER BY position",
+        (batch_id,),
+    )
+    return [PointRecord(account_id, int(quantity), subject) for account_id, quantity, subject in rows]
+
+
+def mark_attested(conn: Connection, batch_id: str) -> None:
+    """Freeze an upload: its batch is in the log."""
+    conn.execute(point_uploads.update().where(point_uploads.c.batch_id == batch_id).values(attested=True))
+
+
+def point_records_of(conn: Connection, account_id: str) -> list[tuple[str, int, PointRecord]]:
+    """Every attested record of one account: (batch id, position, record), by batch id and position."""
+    rows = conn.execute(
+        select(point_records)
+        .join(point_uploads, point_uploads.c.batch_id == point_records.c.batch_id)
+        .where(point_records.c.account_id == account_id, point_uploads.c.attested.is_(True))
+        .order_by(point_records.c.batch_id, point_records.c.position)
+    )
+    return [
+        (str(r.batch_id), int(r.position), PointRecord(str(r.account_id), int(r.quantity), str(r.subject)))
+        for r in rows
+    ]

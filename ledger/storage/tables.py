@@ -105,6 +105,31 @@ unit_movements = Table(
     Index("ix_unit_movements_to_holder", "to_holder", "entry"),
 )
 
+# The records behind each attested points batch (`ledger.points_batch`): private, served only to the holder,
+# the authority and auditors. A provider uploads a batch's records in chunks before attesting it; once the
+# batch is attested its rows never change (the entry commits to them by their root, and the audit checks it).
+point_uploads = Table(
+    "point_uploads",
+    metadata,
+    Column("batch_id", Text, primary_key=True),
+    Column("provider", Text, nullable=False),
+    Column("uploaded_at", Text, nullable=False),
+    Column("attested", Boolean, nullable=False),
+)
+
+point_records = Table(
+    "point_records",
+    metadata,
+    Column("batch_id", Text, nullable=False),
+    Column("position", BigInteger, nullable=False, autoincrement=False),
+    Column("account_id", Text, nullable=False),
+    Column("quantity", BigInteger, nullable=False, autoincrement=False),
+    Column("subject", Text, nullable=False),
+    PrimaryKeyConstraint("batch_id", "position"),
+    # A holder's own records, newest batch first.
+    Index("ix_point_records_account", "account_id"),
+)
+
 APPEND_ONLY_TABLES = ("log_entries", "merkle_nodes", "checkpoints", "cosignatures", "unit_movements")
 
 

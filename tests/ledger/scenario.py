@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from ledger.keys import PrivateKey
 from ledger.note import NoteSigner
+from ledger.points_batch import PointRecord
 from ledger.state import RECORD_TYPES, Outcome, State
 from ledger.transactions import (
     Cancel,
@@ -27,6 +28,7 @@ from ledger.transactions import (
     MethodologyPublish,
     Opinion,
     ParticipantRegister,
+    PointsAttest,
     ProjectDecide,
     ProjectDecision,
     ProjectDetails,
@@ -66,6 +68,16 @@ class World:
     signers: dict[str, TransactionSigner] = field(default_factory=dict)
     log: list[tuple[SignedTransaction, datetime]] = field(default_factory=list)
     registry_key: NoteSigner = field(default_factory=lambda: NoteSigner("registry.test/cdcer", seeded_key("log").seed))
+    uploads: dict[tuple[str, str], list[PointRecord]] = field(default_factory=dict)
+    """Points batches' records by (batch id, provider): what a provider uploaded before attesting."""
+
+    def upload(self, provider: str, batch_id: str, records: Sequence[PointRecord]) -> None:
+        """Upload a points batch's records (the attachment its `points.attest` entry is applied with)."""
+        self.uploads[(batch_id, provider)] = list(records)
+
+    def attachment(self, tx: SignedTransaction) -> list[PointRecord] | None:
+        payload = tx.body.payload
+        return self.uploads.get((payload.batch_id, tx.body.actor)) if isinstance(payload, PointsAttest) else None
 
     def signer(self, who: str) -> TransactionSigner:
         if who not in self.signers:
@@ -85,7 +97,7 @@ class World:
         index = self.state.size
         key = self.state.authorise(tx.body, index=index, accepted_at=self.clock)
         tx.verify(key)
-        outcome = self.state.apply(tx.body, index=index, accepted_at=self.clock)
+        outcome = self.state.apply(tx.body, index=index, accepted_at=self.clock, attachment=self.attachment(tx))
         self.log.append((tx, self.clock))
         return outcome
 
@@ -224,6 +236,11 @@ class World:
             "balances": dict(st._balances),
             "reports_by_project": {pid: list(rids) for pid, rids in st.reports_by_project.items()},
             "batch_count": dict(st.batch_count),
+            "lot_months": {account: list(months) for account, months in st.lot_months.items()},
+            "rewarded_subjects": {period: dict(subjects) for period, subjects in st.rewarded_subjects.items()},
+            "batch_awards": {batch: dict(awards) for batch, awards in st.batch_awards.items()},
+            "earned": dict(st.earned),
+            "ordered": dict(st.ordered),
             "dirty": set(st.dirty),
         }
 
@@ -247,7 +264,7 @@ class World:
         index = self.state.size
         key = self.state.authorise(tx.body, index=index, accepted_at=accepted_at)
         tx.verify(key)
-        outcome = self.state.apply(tx.body, index=index, accepted_at=accepted_at)
+        outcome = self.state.apply(tx.body, index=index, accepted_at=accepted_at, attachment=self.attachment(tx))
         self.log.append((tx, accepted_at))
         return outcome
 
