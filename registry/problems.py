@@ -160,6 +160,62 @@ _RULES: Final[dict[str, tuple[str, str]]] = {
         "同一减排量只能有一个主张方：一条主张模式的积分规则已在该期间主张了这些减排量。",
         "One reduction, one claimant: a claim-mode points rule already claims these reductions for the period.",
     ),
+    "records_missing": (
+        "该批次的记录尚未上传：请先分块上传记录，再签署证明。",
+        "No records are uploaded for this batch: upload them in chunks first, then sign the attestation.",
+    ),
+    "no_consent": (
+        "某个积分账户未同意该数据提供方按此规则报送其活动。",
+        "A point account has not consented to this provider attesting its activity under the rule.",
+    ),
+    "subject_rewarded": (
+        "同一对象（账户日、车辆日、电表月）只能获得一次积分，无论由哪个提供方报送。",
+        "A subject (an account's day, a vehicle's day, a meter's month) earns points once, whoever attests it.",
+    ),
+    "late_attestation": (
+        "该日期已超出规则的补报期限。",
+        "The day is past the rule's late window for attestations.",
+    ),
+    "insufficient_points": (
+        "积分账户的余额不足。",
+        "The point account does not hold enough points.",
+    ),
+    "not_expirable": (
+        "这些积分仍在有效期内，尚不能过期。",
+        "Those points are still within their lifetime and cannot expire yet.",
+    ),
+    "shorter_lifetime": (
+        "积分发放后，有效期只能延长，不能缩短。",
+        "Once points are awarded their lifetime may be lengthened, never shortened.",
+    ),
+    "out_of_stock": (
+        "该兑换商品库存不足。",
+        "The offer does not have that many items left.",
+    ),
+    "limit_reached": (
+        "该账户已达到此兑换商品的限兑数量。",
+        "The account has reached the offer's per-account limit.",
+    ),
+    "offer_closed": (
+        "该兑换商品未上架或不在有效期内。",
+        "The offer is withdrawn or outside its validity dates.",
+    ),
+    "scene_not_approved": (
+        "该低碳场景未获批准或已过有效期。",
+        "The low-carbon scene is not approved, or its approval has lapsed.",
+    ),
+    "not_in_force": (
+        "该积分规则在此日期未生效。",
+        "The points rule is not in force on that day.",
+    ),
+    "root_mismatch": (
+        "上传的记录与证明所承诺的数量、总量或默克尔根不一致。",
+        "The uploaded records do not match the count, total or Merkle root the attestation commits to.",
+    ),
+    "invalid_batch": (
+        "批次中有无效记录：数量、重复账户、重复对象或对象承诺有误。",
+        "A record of the batch is invalid: its quantity, a repeated account or subject, or its subject commitment.",
+    ),
 }
 
 _UNDESCRIBED: Final = (
