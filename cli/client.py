@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -107,15 +108,19 @@ def need_vkey(vkey: str | None, *, what: str = "this command") -> str:
     return vkey
 
 
-def model(factory: type[M], **fields: Any) -> M:
-    """Build a pydantic model from option values; a refused value is one line naming the option (exit 2)."""
+def model(factory: type[M], *, options: Mapping[str, str] | None = None, **fields: Any) -> M:
+    """Build a pydantic model from option values; a refused value is one line naming the option (exit 2).
+
+    `options` names the option of a field where this command's differs from `_OPTION_NAMES` (e.g.
+    ``{"account_id": "--account"}``)."""
     try:
         return factory(**fields)
     except ValidationError as exc:
         error = exc.errors()[0]
         # The innermost field of the location (a dict key or list index below it names no option).
         field = next((p for p in reversed(error["loc"]) if isinstance(p, str) and p in _FIELDS), None)
-        where = "" if field is None else _OPTION_NAMES.get(field, "--" + field.replace("_", "-")) + ": "
+        names = {**_OPTION_NAMES, **(options or {})}
+        where = "" if field is None else names.get(field, "--" + field.replace("_", "-")) + ": "
         fail(f"{where}{error['msg']}", EXIT_USAGE)
 
 

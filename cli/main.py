@@ -29,7 +29,8 @@ for _name, _group in writes.GROUPS.items():  # participant, key, methodology, pr
 witness.app.add_typer(writes.witness)  # `cdcer witness register|remove`: the registry's witness transactions
 app.add_typer(writes.units)  # issue, transfer, retire, cancel, freeze, unfreeze
 app.add_typer(reads.app)  # holdings, history, serial
-app.add_typer(points.app, name="points")  # the public path
+for _name, _group in points.GROUPS.items():  # the public path: points, scene, offer, redemption
+    app.add_typer(_group, name=_name)
 
 
 @app.command("version")

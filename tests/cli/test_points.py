@@ -1,4 +1,6 @@
-"""`cdcer points ...` over real HTTP: rules, providers' rules, point accounts and consent, and their refusals."""
+"""`cdcer points ...`, `cdcer scene ...`, `cdcer offer ...` and `cdcer redemption ...` over real HTTP: rules,
+providers' rules, point accounts, consent, the points' policy, expiry and clawback, scenes, offers and
+redemptions, and their refusals (one line, exit 2, nothing appended)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ledger.keys import write_key_file
@@ -24,7 +27,7 @@ RULE = (
 @pytest.fixture(scope="module")
 def served(databases: Databases, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     directory = tmp_path_factory.mktemp("cli-points")
-    for who in ("bike-co", "tianfu-app"):
+    for who in ("bike-co", "tianfu-app", "teahouse-co", "green-eval", "mall-app"):
         write_key_file(directory / f"{who}.key", seeded_key(who), passphrase=PASSPHRASE, label=who)
     yield from serve_registry(databases, directory)
 
@@ -75,3 +78,106 @@ def test_a_project_declares_its_scope_and_a_bad_scope_is_refused_locally(served:
     missing = served.cdcer("authority", "project", "scope", "P0404", "--scope", "car-trips:account_day")
     assert missing.exit_code == 2
     assert "project.scope needs the role project_owner" in missing.stderr
+
+
+def tree_size(served: Served) -> int:
+    return int(httpx.get(f"{served.url}/v1/log/checkpoint").text.splitlines()[1])
+
+
+def refused(served: Served, who: str, *args: str) -> str:
+    """A write the registry refuses: exit 2, its reason on one line of stderr, and nothing appended."""
+    before = tree_size(served)
+    result = served.cdcer(who, *args)
+    assert result.exit_code == 2, result.stderr + result.stdout
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("warning:")]
+    assert len(errors) == 1, result.stderr
+    assert tree_size(served) == before
+    return errors[0]
+
+
+def test_the_points_policy_expiry_and_clawback_with_cdcer_commands(served: Served) -> None:
+    policy = served.write("authority", "points", "policy", "--lifetime-months", "24")
+    assert policy["outcome"] == {"kind": "points.policy", "lifetime_months": 24}
+    expired = served.write("authority", "points", "expire", "--through", "2000-01")
+    assert expired["outcome"]["kind"] == "points.expire"
+    assert expired["outcome"]["through_month"] == "2000-01"
+
+    this_month = datetime.now(UTC).strftime("%Y-%m")
+    assert "stay redeemable for 24 months" in refused(served, "authority", "points", "expire", "--through", this_month)
+    assert "no attested batch bike-2024-01-01" in refused(
+        served, "authority", "points", "clawback", "bike-2024-01-01", "--reason", "fraudulent trips"
+    )
+    bad_month = refused(served, "authority", "points", "expire", "--through", "2024-13")
+    assert bad_month.startswith("error: --through: String should match pattern")
+    bad_account = refused(
+        served, "authority", "points", "clawback", "bike-2024-01-01", "--account", "PA-x", "--reason", "fraud"
+    )
+    assert bad_account.startswith("error: --account: String should match pattern")
+    assert "policy needs the role authority" in refused(
+        served, "tianfu-app", "points", "policy", "--lifetime-months", "6"
+    )
+
+
+def test_a_scene_its_offer_and_redemptions_with_cdcer_commands(served: Served, tmp_path: Path) -> None:
+    register(served, "teahouse-co", "merchant")
+    register(served, "green-eval", "scene_evaluator")
+    register(served, "mall-app", "platform_operator")
+    today = datetime.now(UTC).date()
+    until = str(today + timedelta(days=365))
+    applied = served.write(
+        "teahouse-co", "scene", "apply", "wuhou-teahouse", "--name", "Wuhou Teahouse", "--category", "restaurant",
+        "--district", "Wuhou", "--address", "1 Jinli Road",
+    )  # fmt: skip
+    assert applied["outcome"]["scene_id"] == "wuhou-teahouse"
+    report = tmp_path / "evaluation.pdf"
+    report.write_bytes(b"%PDF- the evaluation")
+    evaluate = ("scene", "evaluate", "wuhou-teahouse", "--score", "86", "--opinion", "positive", "--report")
+    evaluated = served.write("green-eval", *evaluate, str(report))
+    assert evaluated["outcome"]["score"] == 86
+    missing = refused(served, "green-eval", *evaluate, str(tmp_path / "absent.pdf"))
+    assert missing.startswith("error: --report ")
+    assert "cannot read it" in missing
+    # A rejection takes no validity, an approval needs one: refused before anything is sent.
+    both = refused(served, "authority", "scene", "decide", "wuhou-teahouse", "--reject", "--valid-until", until,
+                   "--reason", "no")  # fmt: skip
+    assert "an approval needs valid_until, and a rejection takes none" in both
+    decided = served.write(
+        "authority", "scene", "decide", "wuhou-teahouse", "--approve", "--valid-until", until, "--reason", "meets it"
+    )
+    assert decided["outcome"]["scene_id"] == "wuhou-teahouse"
+
+    offer = (
+        "offer", "publish", "green-tea", "--scene", "wuhou-teahouse", "--title", "A pot of green tea",
+        "--price-points", "500", "--stock", "10", "--per-account-limit", "2", "--valid-from", str(today),
+        "--valid-until", until,
+    )  # fmt: skip
+    published = served.write("teahouse-co", *offer)
+    assert published["outcome"]["offer_id"] == "green-tea"
+    assert "offer.publish needs the role merchant" in refused(served, "green-eval", *offer)
+
+    account = served.write("mall-app", "points", "account-open", "--kind", "citizen")["outcome"]["account_id"]
+    redeem = ("points", "redeem", "--offer", "green-tea", "--account", account, "--quantity", "1")
+    assert "(409 insufficient_points)" in refused(served, "mall-app", *redeem)
+    bad_quantity = refused(served, "mall-app", *redeem[:-1], "101")
+    assert bad_quantity.startswith("error: --quantity: Input should be less than or equal to 100")
+    order = "RO0123456789abcdef"
+    assert f"no redemption order {order}" in refused(served, "teahouse-co", "redemption", "fulfil", order)
+    assert f"no redemption order {order}" in refused(
+        served, "mall-app", "redemption", "cancel", order, "--reason", "changed my mind"
+    )
+    assert refused(served, "teahouse-co", "redemption", "fulfil", "RO1").startswith("error: ORDER: String should")
+
+    withdrawn = served.write("teahouse-co", "offer", "withdraw", "green-tea")
+    assert withdrawn["outcome"]["offer_id"] == "green-tea"
+    assert "(409 invalid_state)" in refused(served, "teahouse-co", "offer", "withdraw", "green-tea")
+
+    renew = ("scene", "renew", "wuhou-teahouse", "--valid-until", str(today + timedelta(days=700)))
+    assert "(409 invalid_state)" in refused(served, "authority", *renew)  # no evaluation since its approval
+    served.write("green-eval", *evaluate, str(report))
+    assert served.write("authority", *renew)["outcome"]["scene_id"] == "wuhou-teahouse"
+    for step in ("suspend", "reinstate", "revoke"):
+        changed = served.write("authority", "scene", step, "wuhou-teahouse", "--reason", f"the scene is {step}d")
+        assert changed["outcome"]["kind"] == f"scene.{step}"
+    assert "(409 invalid_state)" in refused(
+        served, "authority", "scene", "reinstate", "wuhou-teahouse", "--reason", "again"
+    )
