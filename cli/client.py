@@ -20,6 +20,8 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import httpx
 import typer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from http_message_signatures import HTTPMessageSigner, HTTPSignatureKeyResolver, algorithms
 from pydantic import BaseModel, ValidationError
 
 from cli.console import (
@@ -42,7 +44,7 @@ from ledger.keys import PrivateKey, read_key_file
 from ledger.merkle import verify_inclusion
 from ledger.note import NoteVerifier
 from ledger.transactions import PAYLOAD_TYPES, ProjectDetails, Selection, TransactionSigner
-from registry.accounts.signatures import sign_request
+from registry.accounts.signatures import COVERED, LABEL, TAG, sign_request
 
 DEFAULT_REGISTRY = "http://127.0.0.1:8000"
 KEY_PASSPHRASE = "CDCER_KEY_PASSPHRASE"
@@ -164,13 +166,13 @@ class Client:
         except httpx.TransportError as exc:
             fail(f"cannot reach the registry at {self.base}: {exc or exc.__class__.__name__}", EXIT_OPERATIONAL)
 
-    def _refused(self, response: httpx.Response) -> NoReturn:
+    def _refused(self, response: httpx.Response, *, context: str = "") -> NoReturn:
         problem = problem_of(response)
         code = EXIT_USAGE if 400 <= problem.status < 500 else EXIT_OPERATIONAL
         kind = problem.type.rsplit("/", 1)[-1]
         what = "refused" if code == EXIT_USAGE else "the registry failed"
         details = {"problem": {"type": problem.type, "status": problem.status, "detail": problem.detail}}
-        fail(f"{what}: {problem.detail} ({problem.status} {kind})", code, details=details)
+        fail(f"{context}{what}: {problem.detail} ({problem.status} {kind})", code, details=details)
 
     def get(self, path: str, *, signed: bool = False) -> Any:
         """GET a JSON document (signed with RFC 9421 when `signed`); a problem ends the command."""
@@ -184,6 +186,24 @@ class Client:
             return response.json()
         except ValueError:
             fail(f"{self.base}{path}: the registry answered something that is not JSON", EXIT_OPERATIONAL)
+
+    def put_signed(self, path: str, document: Any) -> httpx.Response:
+        """PUT a JSON document signed with RFC 9421 over the request and its RFC 9530 ``content-digest``.
+
+        The response is returned as it came, whatever its status: the caller says what a refusal means."""
+        body = json.dumps(document, separators=(",", ":")).encode()
+        request = self.http.build_request(
+            "PUT",
+            path,
+            content=body,
+            headers={"content-type": "application/json"},
+        )
+        sign_body_request(request, self.key())
+        return self._send(request)
+
+    def refused(self, response: httpx.Response, *, context: str = "") -> NoReturn:
+        """End the command with the registry's problem on one line (prefixed by `context`)."""
+        self._refused(response, context=context)
 
     def get_text(self, path: str) -> str:
         response = self._send(self.http.build_request("GET", path))
@@ -267,6 +287,35 @@ class Client:
         receipt: dict[str, Any] = response.json()
         verify_receipt(receipt, verifier, origin)
         return receipt
+
+
+BODY_COVERED = (*COVERED, "content-digest")
+"""What a signed request with a body covers: the private reads' components and the body's digest."""
+
+
+def sign_body_request(request: httpx.Request, key: PrivateKey, *, created: datetime | None = None) -> None:
+    """Sign `request` in place like a private read (`registry.accounts.signatures`), adding its RFC 9530
+    ``Content-Digest`` (SHA-256 of the body) and covering it too, so the signature binds the body."""
+    signer = HTTPMessageSigner(signature_algorithm=algorithms.ED25519, key_resolver=_KeyOf(key))
+    signer.sign(
+        request,
+        key_id=key.key_id,
+        created=created or datetime.now(UTC),
+        label=LABEL,
+        tag=TAG,
+        covered_component_ids=BODY_COVERED,
+        body=request.content,
+    )
+
+
+class _KeyOf(HTTPSignatureKeyResolver):
+    def __init__(self, key: PrivateKey) -> None:
+        self._key = key
+
+    def resolve_private_key(self, key_id: str) -> Ed25519PrivateKey:
+        if key_id != self._key.key_id:
+            raise KeyError(key_id)
+        return Ed25519PrivateKey.from_private_bytes(self._key.seed)
 
 
 def problem_of(response: httpx.Response) -> Problem:

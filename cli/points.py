@@ -9,19 +9,24 @@ checked like every other write (`cli.writes.write`).
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import re
 import secrets
+from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 from pydantic import BaseModel
 
-from cli.client import model
+from cli.client import Client, model, problem_of
 from cli.console import EXIT_USAGE, fail
 from cli.writes import Day, Reason, project, write
 from ledger import transactions as tx
+from ledger.points_batch import MAX_QUANTITY, PointRecord, batch_root, subject_commitment
 
 app = typer.Typer(
     help="The public path: points rules, providers' rules, point accounts and consent.", no_args_is_help=True
@@ -343,3 +348,129 @@ def _file_sha256(path: Path, option: str) -> str:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError as exc:
         fail(f"{option} {path}: cannot read it: {exc.strerror or exc}", EXIT_USAGE)
+
+
+# --- attestations ----------------------------------------------------------------------------------
+
+CHUNK = 10_000
+"""Records per upload request."""
+HEADER = ["account_id", "quantity", "subject"]
+_ACCOUNT = re.compile(r"^PA[0-9a-f]{16}$")
+_SUBJECT = re.compile(r"^[0-9a-f]{64}$")
+_QUANTITY = re.compile(r"^[0-9]{1,10}$")
+
+
+@write(app, "attest")
+def attest(
+    records_file: Annotated[
+        Path, typer.Argument(metavar="RECORDS.csv", help="The batch's records: account_id,quantity,subject.")
+    ],
+    rule_id: Annotated[str, typer.Option("--rule", help="The points rule attested under.")],
+    version: Annotated[int, typer.Option(help="The rule's version in force on --day.")],
+    day: Day,
+    batch_id: Annotated[str, typer.Option("--batch", help="Your id for this batch, unique in the registry.")],
+    client: Client,
+    resume_from: Annotated[
+        int, typer.Option(min=0, help="Upload from this record on (after an interrupted upload).")
+    ] = 0,
+) -> BaseModel:
+    """Upload one day's records under a rule, then attest them: count, total and Merkle root (data provider).
+
+    An empty subject is the account's day (`account_day` rules): the commitment is computed here."""
+    records = read_records(records_file, day.date())
+    # Checked before anything is sent: the payload's own constraints (ids, version, count).
+    options = {"rule_id": "--rule", "batch_id": "--batch"}
+    payload = model(
+        tx.PointsAttest,
+        options=options,
+        batch_id=batch_id,
+        rule_id=rule_id,
+        version=version,
+        day=day.date(),
+        count=len(records),
+        total_quantity=sum(r.quantity for r in records),
+        root=batch_root(batch_id, records).hex(),
+    )
+    if resume_from > len(records):
+        fail(f"--resume-from {resume_from}: {records_file} has only {len(records)} records", EXIT_USAGE)
+    client.need_actor()
+    for offset in range(resume_from, len(records), CHUNK):
+        upload(client, batch_id, offset, records[offset : offset + CHUNK])
+    return payload
+
+
+def read_records(path: Path, day: date) -> list[PointRecord]:
+    """The records of a CSV file, each row checked; a bad row is one line naming its line (exit 2)."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}", EXIT_USAGE)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        fail(f"{path}: not a UTF-8 CSV file: {exc}", EXIT_USAGE)
+    if not rows or [cell.strip() for cell in rows[0]] != HEADER:
+        found = ",".join(rows[0]) if rows else "an empty file"
+        fail(f"{path} line 1: expected the header {','.join(HEADER)}, found {found}", EXIT_USAGE)
+    records: list[PointRecord] = []
+    seen: dict[str, int] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        records.append(_record(path, line, row, day, seen))
+    if not records:
+        fail(f"{path}: no records after the header", EXIT_USAGE)
+    if len(records) > tx.MAX_ATTESTED_RECORDS:
+        fail(f"{path}: {len(records)} records; a batch holds at most {tx.MAX_ATTESTED_RECORDS}", EXIT_USAGE)
+    return records
+
+
+def _record(path: Path, line: int, row: Sequence[str], day: date, seen: dict[str, int]) -> PointRecord:
+    where = f"{path} line {line}"
+    if len(row) != len(HEADER):
+        fail(f"{where}: expected {len(HEADER)} fields ({','.join(HEADER)}), found {len(row)}", EXIT_USAGE)
+    account_id, quantity_text, subject = (cell.strip() for cell in row)
+    if not _ACCOUNT.match(account_id):
+        fail(f"{where}: account_id {account_id!r} is not PA followed by 16 lowercase hex digits", EXIT_USAGE)
+    if not _QUANTITY.match(quantity_text) or not 1 <= int(quantity_text) <= MAX_QUANTITY:
+        fail(f"{where}: quantity {quantity_text!r} is not an integer between 1 and {MAX_QUANTITY}", EXIT_USAGE)
+    if not subject:
+        subject = subject_commitment("account_day", account_id, day.isoformat())
+    elif not _SUBJECT.match(subject):
+        fail(
+            f"{where}: subject {subject!r} is not 64 lowercase hex digits (or empty for the account's day)", EXIT_USAGE
+        )
+    if subject in seen:
+        fail(f"{where}: its subject is already on line {seen[subject]}; a subject is rewarded once", EXIT_USAGE)
+    seen[subject] = line
+    return PointRecord(account_id, int(quantity_text), subject)
+
+
+def upload(client: Client, batch_id: str, offset: int, records: Sequence[PointRecord]) -> None:
+    """PUT one chunk of records at `offset`; a 409 (the registry holds a different prefix) says where to resume."""
+    document = {
+        "records": [{"account_id": r.account_id, "quantity": r.quantity, "subject": r.subject} for r in records]
+    }
+    response = client.put_signed(f"/v1/points/batches/{batch_id}/records?offset={offset}", document)
+    if response.status_code in (200, 201, 204):
+        return
+    context = f"uploading the records of batch {batch_id} at offset {offset}: "
+    if response.status_code == 409:
+        resume = _resume_offset(response)
+        where = f"--resume-from {resume}" if resume is not None else "--resume-from set to the records it holds"
+        problem = problem_of(response)
+        fail(f"{context}refused: {problem.detail} (409); to resume the upload, rerun with {where}", EXIT_USAGE)
+    client.refused(response, context=context)
+
+
+def _resume_offset(response: httpx.Response) -> int | None:
+    """The offset a 409 says the upload should go on from, if it says so."""
+    try:
+        document = response.json()
+    except ValueError:
+        return None
+    if isinstance(document, dict):
+        for name in ("next_offset", "expected_offset", "uploaded", "received", "offset"):
+            value = document.get(name)
+            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                return value
+    return None

@@ -4,13 +4,23 @@ redemptions, and their refusals (one line, exit 2, nothing appended)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from http_message_signatures import (
+    HTTPMessageSignaturesException,
+    HTTPMessageVerifier,
+    HTTPSignatureKeyResolver,
+    algorithms,
+)
 
+from cli.client import BODY_COVERED, sign_body_request
 from ledger.keys import write_key_file
 from tests.cli.test_writes import PASSPHRASE, Served, serve_registry
 from tests.conftest import Databases
@@ -181,3 +191,50 @@ def test_a_scene_its_offer_and_redemptions_with_cdcer_commands(served: Served, t
     assert "(409 invalid_state)" in refused(
         served, "authority", "scene", "reinstate", "wuhou-teahouse", "--reason", "again"
     )
+
+
+def test_an_attestations_records_are_checked_row_by_row_before_anything_is_sent(served: Served, tmp_path: Path) -> None:
+    attest = ("points", "attest", "--rule", "bike-km", "--version", "1", "--day", "2024-05-01", "--batch", "b-1")
+    header = "account_id,quantity,subject\n"
+    good = "PA0123456789abcdef,12,\n"
+    for text, reason in (
+        ("", "line 1: expected the header account_id,quantity,subject, found an empty file"),
+        ("account,quantity\n", "line 1: expected the header account_id,quantity,subject, found account,quantity"),
+        (header, "no records after the header"),
+        (header + good + "PA-alice,3,\n", "line 3: account_id 'PA-alice' is not PA followed by 16 lowercase hex"),
+        (header + "PA0123456789abcdef,1.5,\n", "line 2: quantity '1.5' is not an integer between 1 and 1000000000"),
+        (header + "PA0123456789abcdef,0,\n", "line 2: quantity '0' is not an integer between 1"),
+        (header + "PA0123456789abcdef,3,ABC\n", "line 2: subject 'ABC' is not 64 lowercase hex digits"),
+        (header + "PA0123456789abcdef,3\n", "line 2: expected 3 fields (account_id,quantity,subject), found 2"),
+        (header + good + good, "line 3: its subject is already on line 2; a subject is rewarded once"),
+    ):
+        records = tmp_path / "records.csv"
+        records.write_text(text)
+        line = refused(served, "bike-co", *attest, str(records))
+        assert line.startswith(f"error: {records}")
+        assert reason in line
+    records.write_text(header + good)
+    assert refused(served, "bike-co", *attest[:-1], "B 1", str(records)).startswith(
+        "error: --batch: String should match pattern"
+    )
+    assert "cannot read" in refused(served, "bike-co", *attest, str(tmp_path / "absent.csv"))
+
+
+def test_a_signed_upload_covers_its_content_digest() -> None:
+    body = b'{"records":[]}'
+    key = seeded_key("bike-co")
+    request = httpx.Request("PUT", "http://registry.test/v1/points/batches/b-1/records?offset=0", content=body)
+    sign_body_request(request, key)
+    digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    assert request.headers["content-digest"] == f"sha-256=:{digest}:"
+    assert '"content-digest"' in request.headers["signature-input"]
+
+    class Keys(HTTPSignatureKeyResolver):
+        def resolve_public_key(self, key_id: str) -> Ed25519PublicKey:
+            assert key_id == key.key_id
+            return Ed25519PublicKey.from_public_bytes(key.public_key.raw)
+
+    verifier = HTTPMessageVerifier(signature_algorithm=algorithms.ED25519, key_resolver=Keys())
+    verifier.verify(request, require_components=BODY_COVERED, body=body)
+    with pytest.raises(HTTPMessageSignaturesException, match="Content-Digest"):
+        verifier.verify(request, require_components=BODY_COVERED, body=b'{"records":[{}]}')
