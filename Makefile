@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 RUNTIME := $(VENV)/.runtime
 PYTEST_ARGS ?=
 
-.PHONY: test test-long install lint typecheck pytest run bench-ledger bench-deps bench-http bench-reads clean system-deps
+.PHONY: test test-long install lint typecheck pytest run bench-ledger bench-deps bench-http bench-reads bench-points clean system-deps
 
 test: install system-deps lint typecheck pytest
 
@@ -78,6 +78,11 @@ bench-http: install bench-deps
 bench-reads: install
 	@[ -f bench-data/ledger.db ] || $(BIN)/python -m bench.ledger --entries 1000000 --db bench-data/ledger.db
 	$(BIN)/python -m bench.reads --db bench-data/ledger.db
+
+# Attestation throughput and the audit's rate over a points-heavy log, on both engines.
+bench-points: install
+	$(BIN)/python -m bench.points --db sqlite
+	$(BIN)/python -m bench.points --db postgresql
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
