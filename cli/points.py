@@ -463,14 +463,12 @@ def upload(client: Client, batch_id: str, offset: int, records: Sequence[PointRe
 
 
 def _resume_offset(response: httpx.Response) -> int | None:
-    """The offset a 409 says the upload should go on from, if it says so."""
+    """The offset a 409 says the upload should go on from: its problem's `uploaded` member, if it has one."""
     try:
         document = response.json()
     except ValueError:
         return None
-    if isinstance(document, dict):
-        for name in ("next_offset", "expected_offset", "uploaded", "received", "offset"):
-            value = document.get(name)
-            if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-                return value
+    value = document.get("uploaded") if isinstance(document, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
     return None

@@ -61,5 +61,13 @@ class ConflictError(StorageError):
     """Another process changed the log first (e.g. a checkpoint of that size already exists)."""
 
 
+class UploadOffsetError(ConflictError):
+    """A chunk of a points batch's records sent at the wrong offset: `uploaded` records are already held."""
+
+    def __init__(self, message: str, *, uploaded: int) -> None:
+        super().__init__(message)
+        self.uploaded = uploaded
+
+
 class CertificateError(LedgerError):
     """A retirement or claim certificate that is malformed or does not verify offline."""

@@ -27,6 +27,8 @@ from registry.exports import api as exports_api
 from registry.log import api as log_api
 from registry.pages import api as pages_api
 from registry.pages import problems as problems_pages
+from registry.points import api as points_api
+from registry.points.schemas import request_body_schemas as points_body_schemas
 from registry.problems import PROBLEM_TYPES
 from registry.public import api as public_api
 from registry.serials import api as serials_api
@@ -139,7 +141,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, ledger: Ledg
     app.state.sequencer = None  # started by the lifespan
     app.state.certificates = LruCache()  # built certificates, by checkpoint (`registry.certificates.cache`)
     app.state.verifications = LruCache()  # the claim page's verdicts on them
-    app.extra_schemas = request_body_schemas()
+    app.extra_schemas = request_body_schemas() | points_body_schemas()
     install_error_handlers(app, page=pages_api.http_error_page)
     app.state.metrics = metrics.Metrics(engine)
     # The write path's gate before the sequencer: cheap checks, then the signature (read-only registries: unused).
@@ -157,6 +159,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, ledger: Ledg
     app.include_router(exports_api.router)
     app.include_router(serials_api.router)
     app.include_router(accounts_api.router)
+    app.include_router(points_api.router)
     app.include_router(certificates_api.router)
     app.include_router(pages_api.router)
     app.include_router(problems_pages.router)

@@ -39,7 +39,14 @@ class RegistryError(Exception):
     """An error a route returns to the client as a problem details document."""
 
     def __init__(
-        self, status: int, title: str, detail: str, type_suffix: str, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        type_suffix: str,
+        headers: dict[str, str] | None = None,
+        *,
+        extensions: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -47,6 +54,8 @@ class RegistryError(Exception):
         self.detail = detail
         self.type_suffix = type_suffix
         self.headers = headers or {}
+        # RFC 9457 extension members a client can act on without parsing `detail` (e.g. where to resume).
+        self.extensions = extensions or {}
 
     def problem(self) -> ProblemDetails:
         return ProblemDetails(
@@ -115,7 +124,10 @@ def _slug(title: str) -> str:
 
 async def _registry_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RegistryError)
-    response = problem_response(exc.problem())
+    problem = exc.problem()
+    response = JSONResponse(
+        problem.model_dump() | exc.extensions, status_code=problem.status, media_type=PROBLEM_MEDIA_TYPE
+    )
     response.headers.update(exc.headers)
     return response
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Dialect, func, insert, select
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
-from ledger.errors import ConflictError, ProofError
+from ledger.errors import ConflictError, ProofError, UploadOffsetError
 from ledger.history import Movement, movement_row
 from ledger.log import StoredEntry
 from ledger.merkle import Hash, NodeId
@@ -527,7 +527,9 @@ def upload_point_records(
         raise ConflictError(f"batch {batch_id} is attested; its records can no longer change")
     count = point_record_count(conn, batch_id)
     if offset != count:
-        raise ConflictError(f"batch {batch_id} has {count} records uploaded; send the chunk that starts at {count}")
+        raise UploadOffsetError(
+            f"batch {batch_id} has {count} records uploaded; send the chunk that starts at {count}", uploaded=count
+        )
     _insert_many(
         conn,
         "point_records",

@@ -10,6 +10,12 @@ client signs the request's method, authority and full target URI with one of its
 ``keyid`` is the participant key id the registry lists (16 hex digits). The registry accepts a
 signature at most `MAX_AGE` old, by a key that is registered and not revoked, of an active participant.
 Behind a reverse proxy, the proxy must pass the original Host header, since the authority is signed.
+
+A request with a body (a points batch's records) also carries a ``Content-Digest`` (RFC 9530, ``sha-256``)
+of its body, and its signature covers ``content-digest`` too, so the body cannot be swapped under it:
+
+    Content-Digest: sha-256=:<base64 SHA-256 of the body>:
+    Signature-Input: cdcer=("@method" "@authority" "@target-uri" "content-digest");created=...
 """
 
 from __future__ import annotations
@@ -33,9 +39,13 @@ from ledger.keys import PrivateKey
 TAG = "cdcer"
 LABEL = "cdcer"
 COVERED = ("@method", "@authority", "@target-uri")
+COVERED_WITH_BODY = (*COVERED, "content-digest")
 MAX_AGE = datetime.timedelta(minutes=5)
 # What a client that sent no signature is told to send (RFC 9421 section 5.1).
 ACCEPT_SIGNATURE = f'{LABEL}=("@method" "@authority" "@target-uri");alg="ed25519";tag="{TAG}"'
+ACCEPT_SIGNATURE_WITH_BODY = (
+    f'{LABEL}=("@method" "@authority" "@target-uri" "content-digest");alg="ed25519";tag="{TAG}"'
+)
 
 
 class SignatureRefused(Exception):
@@ -96,8 +106,13 @@ class _RegisteredKeys(HTTPSignatureKeyResolver):
         return Ed25519PublicKey.from_public_bytes(raw)
 
 
-def sign_request(request: httpx.Request, key: PrivateKey, *, created: datetime.datetime | None = None) -> None:
-    """Sign `request` in place with a participant's key (adds Signature-Input and Signature)."""
+def sign_request(
+    request: httpx.Request, key: PrivateKey, *, created: datetime.datetime | None = None, body: bytes | None = None
+) -> None:
+    """Sign `request` in place with a participant's key (adds Signature-Input and Signature).
+
+    With `body` (the request's content), also add its ``Content-Digest`` (sha-256) and sign that as well.
+    """
     signer = HTTPMessageSigner(
         signature_algorithm=algorithms.ED25519,
         key_resolver=_OneKey(key.key_id, Ed25519PrivateKey.from_private_bytes(key.seed)),
@@ -109,26 +124,40 @@ def sign_request(request: httpx.Request, key: PrivateKey, *, created: datetime.d
         label=LABEL,
         tag=TAG,
         covered_component_ids=COVERED,
+        body=body,
     )
 
 
 def verify_request(
-    message: RequestMessage, lookup: Callable[[str], tuple[str, bytes] | None], *, max_age: datetime.timedelta = MAX_AGE
+    message: RequestMessage,
+    lookup: Callable[[str], tuple[str, bytes] | None],
+    *,
+    max_age: datetime.timedelta = MAX_AGE,
+    body: bytes | None = None,
 ) -> SignedBy:
     """The key and participant that signed `message`; `SignatureRefused` saying why otherwise.
 
     `lookup` maps a key id to (participant id, raw public key) for keys that may sign now, else None.
+    With `body`, the request must also carry a sha-256 ``Content-Digest`` of exactly these bytes, and the
+    signature must cover it.
     """
-    headers = {name.lower() for name, _ in message.headers.items()}
+    headers = {name.lower(): value for name, value in message.headers.items()}
     if "signature" not in headers or "signature-input" not in headers:
+        covered = " ".join(COVERED if body is None else COVERED_WITH_BODY)
         raise SignatureRefused(
-            "this account read needs an HTTP message signature (RFC 9421): sign @method, @authority and "
-            f'@target-uri with your registered Ed25519 key, keyid = your key id, tag "{TAG}"'
+            f"this request needs an HTTP message signature (RFC 9421): sign {covered} with your registered "
+            f'Ed25519 key, keyid = your key id, tag "{TAG}"'
+        )
+    if body is not None and "sha-256=" not in headers.get("content-digest", "").replace(" ", ""):
+        raise SignatureRefused(
+            "a request with a body needs a Content-Digest header (RFC 9530) holding sha-256=:<base64 SHA-256 "
+            "of the body>:, and its signature must cover content-digest"
         )
     keys = _RegisteredKeys(lookup)
     verifier = HTTPMessageVerifier(signature_algorithm=algorithms.ED25519, key_resolver=keys)
+    required = COVERED if body is None else COVERED_WITH_BODY
     try:
-        verifier.verify(message, max_age=max_age, expect_tag=TAG, require_components=COVERED)
+        verifier.verify(message, max_age=max_age, expect_tag=TAG, require_components=required, body=body)
     except HTTPMessageSignaturesException as exc:
         raise SignatureRefused(f"the request's signature does not verify: {_reason(exc)}") from None
     except (ValueError, TypeError) as exc:  # a malformed key or field the library did not wrap
