@@ -78,6 +78,18 @@ def lifetime_months(ctx: Context) -> int:
     return DEFAULT_LIFETIME_MONTHS if policy is None else policy.lifetime_months
 
 
+def expirable_from(ctx: Context, month: str) -> date:
+    """The first day the points of `month` (``YYYY-MM``) are past their lifetime under the policy in force:
+    the day after `lifetime_months` months have followed it."""
+    return add_months(date.fromisoformat(f"{month}-01"), lifetime_months(ctx) + 1)
+
+
+def lapsed(ctx: Context, month: str) -> bool:
+    """Whether the points of `month` are past their lifetime at this entry's time: `points.expire` may expire
+    them, and a cancelled order's points of that month go to ``expired``, not back to the balance."""
+    return ctx.time.date() >= expirable_from(ctx, month)
+
+
 def rule_in_force(ctx: Context, rule_id: str, day: date) -> PointsRule | None:
     """The version of `rule_id` in force on `day`, if any (the latest version effective by then)."""
     st = ctx.state
@@ -280,14 +292,11 @@ def _expire(ctx: Context) -> Outcome:
     p = ctx.body.payload
     assert isinstance(p, PointsExpire)
     st = ctx.state
-    lifetime = lifetime_months(ctx)
-    first = date.fromisoformat(f"{p.through_month}-01")
-    expirable_from = add_months(first, lifetime + 1)
-    if ctx.time.date() < expirable_from:
+    if not lapsed(ctx, p.through_month):
         raise fail(
             "not_expirable",
-            f"points of {p.through_month} stay redeemable for {lifetime} months after it; they expire from "
-            f"{expirable_from}",
+            f"points of {p.through_month} stay redeemable for {lifetime_months(ctx)} months after it; they expire "
+            f"from {expirable_from(ctx, p.through_month)}",
         )
     by_account: dict[str, int] = {}
     for (account, month), lot in st.point_lots.items():

@@ -9,7 +9,7 @@ A handler calls them once per account (they read the committed state, not each o
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ledger.state.context import Context, fail
 from ledger.state.records import PointLot, PointTotals
@@ -66,16 +66,29 @@ def take_oldest(ctx: Context, account_id: str, points: int, *, first: str | None
     return taken
 
 
-def put_back(ctx: Context, account_id: str, taken: Sequence[tuple[str, int]]) -> None:
-    """Plan returning points taken by `take_oldest` to the lots they came from (a cancelled order)."""
+def put_back(ctx: Context, account_id: str, taken: Sequence[tuple[str, int]], *, lapsed: Callable[[str], bool]) -> int:
+    """Plan a cancelled order's points, taken by `take_oldest`, leaving ``redeemed``: each part back to the lot
+    of its month, unless that month has `lapsed` (is past its lifetime now), when it goes to ``expired``;
+    points never come back fresh. Return the points expired."""
+    expired = 0
     for month, part in taken:
+        if lapsed(month):
+            expired += part
+            continue
         current = ctx.state.point_lots.get((account_id, month))
         _set_lot(ctx, account_id, month, (current.points if current else 0) + part)
+    points = sum(part for _, part in taken)
+    t = totals(ctx, account_id)
+    ctx.put(
+        dataclasses.replace(
+            t, balance=t.balance + points - expired, redeemed=t.redeemed - points, expired=t.expired + expired
+        )
+    )
+    return expired
 
 
 def moved(ctx: Context, account_id: str, points: int, *, to: str) -> None:
-    """Plan the totals of `points` leaving the balance for `to` (``redeemed``, ``expired``, ``clawed_back``),
-    or, with a negative `points`, coming back from it (a cancelled order's points return from ``redeemed``)."""
+    """Plan the totals of `points` leaving the balance for `to` (``redeemed``, ``expired``, ``clawed_back``)."""
     t = totals(ctx, account_id)
     ctx.put(dataclasses.replace(t, balance=t.balance - points, **{to: getattr(t, to) + points}))
 

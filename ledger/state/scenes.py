@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
-from ledger.state import lots
+from ledger.state import awards, lots
 from ledger.state.context import Context, fail
 from ledger.state.outcomes import Outcome
 from ledger.state.records import Offer, PointAccount, Redemption, Scene
@@ -99,12 +99,14 @@ class Redeemed(Outcome):
 
 @dataclass(frozen=True, slots=True)
 class RedemptionClosed(Outcome):
-    """An order was fulfilled (its points spent) or cancelled (its points back in `lots`, its items in stock)."""
+    """An order was fulfilled (its points spent) or cancelled (its items back in stock, its points back in
+    the `lots` it took them from but for the `expired` ones: those of a month now past its lifetime)."""
 
     order_id: str
     state: str
     points: int
     lots: tuple[str, ...]
+    expired: int = 0
 
 
 # --- lookups --------------------------------------------------------------------------------------------
@@ -426,11 +428,13 @@ def _cancel(ctx: Context) -> Outcome:
     p = ctx.body.payload
     assert isinstance(p, RedemptionCancel)
     order, offer = _pending_order(ctx, p.order_id, "cancel", "cancelled")
-    lots.put_back(ctx, order.account_id, lots.parse_taken(order.lots))
-    lots.moved(ctx, order.account_id, -order.points, to="redeemed")
+    # Points of a lot past its lifetime expire on the way back, by the rule `points.expire` applies.
+    expired = lots.put_back(
+        ctx, order.account_id, lots.parse_taken(order.lots), lapsed=lambda month: awards.lapsed(ctx, month)
+    )
     ctx.put(replace(offer, stock=offer.stock + order.quantity))
     ctx.put(replace(order, state="cancelled", closed_at=ctx.index))
-    return RedemptionClosed(p.kind, order.id, "cancelled", order.points, order.lots)
+    return RedemptionClosed(p.kind, order.id, "cancelled", order.points, order.lots, expired)
 
 
 # --- specs ----------------------------------------------------------------------------------------------

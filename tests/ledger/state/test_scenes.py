@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from ledger.invariants import check_points
 from ledger.points_batch import PointRecord, batch_root, subject_commitment
 from ledger.state import KIND_ROLES
+from ledger.state.records import PointLot, PointTotals
 from ledger.transactions import (
     PAYLOAD_TYPES,
     OfferPublish,
@@ -22,6 +23,8 @@ from ledger.transactions import (
     PointAccountOpen,
     PointsAttest,
     PointsConsent,
+    PointsExpire,
+    PointsPolicy,
     PointsRedeem,
     ProviderScope,
     RedemptionCancel,
@@ -450,7 +453,13 @@ def test_the_offers_merchant_fulfils_a_pending_order_and_its_points_are_spent(sh
     refuse(shop, "teahouse", RedemptionFulfil(order_id=order_id(9)), "not_found", f"no redemption order {order_id(9)}")
     refuse(shop, "bakery", fulfil, "forbidden", "only teahouse may fulfil it, not bakery")
     out = shop.submit("teahouse", fulfil)
-    assert out.details == {"order_id": order_id(1), "state": "fulfilled", "points": 1_000, "lots": [f"{MARCH}:1000"]}
+    assert out.details == {
+        "order_id": order_id(1),
+        "state": "fulfilled",
+        "points": 1_000,
+        "lots": [f"{MARCH}:1000"],
+        "expired": 0,
+    }
     order = shop.state.redemptions[order_id(1)]
     assert (order.state, order.closed_at) == ("fulfilled", out_index(shop))
     assert balances(shop, A1) == (1_400, 1_000, {MARCH: 200, APRIL: 1_200})
@@ -479,6 +488,7 @@ def test_the_merchant_or_the_operator_cancels_and_points_and_stock_come_back(sho
         "state": "cancelled",
         "points": 1_500,
         "lots": [f"{MARCH}:1200", f"{APRIL}:300"],
+        "expired": 0,
     }
     assert balances(shop, A1) == (2_400, 0, {MARCH: 1_200, APRIL: 1_200})
     assert shop.state.offers["tea-set"].stock == 10
@@ -494,6 +504,119 @@ def test_a_cancelled_order_of_a_withdrawn_offer_still_returns_its_stock(shop: Wo
     shop.submit("teahouse", OfferWithdraw(offer_id="tea-set"))
     shop.submit("tianfu-app", RedemptionCancel(order_id=order_id(1), reason="r"))
     assert (shop.state.offers["tea-set"].stock, shop.state.offers["tea-set"].state) == (10, "withdrawn")
+
+
+# --- a cancel after the lot's lifetime, and the ordered index ------------------------------------------
+
+
+def advance_to(w: World, day: date) -> None:
+    """Move the world's clock forward to `day` (same time of day)."""
+    w.advance(timedelta(days=(day - today(w)).days))
+
+
+def expired_of(w: World, account: str) -> int:
+    return w.state.point_totals[account].expired
+
+
+def cancel(n: int) -> RedemptionCancel:
+    return RedemptionCancel(order_id=order_id(n), reason="Shop closed that day")
+
+
+# March's points stay redeemable for DEFAULT_LIFETIME_MONTHS (12) months after March 2025: through 31 March
+# 2026. From 1 April 2026 `points.expire` may expire them; April's, from 1 May 2026.
+MARCH_LAPSES, APRIL_LAPSES = date(2026, 4, 1), date(2026, 5, 1)
+
+
+def test_a_cancel_after_the_lots_month_was_expired_counts_its_points_expired(shop: World) -> None:
+    shop.submit("tianfu-app", redeem(1, quantity=2))  # 1,000 of March's 1,200
+    advance_to(shop, MARCH_LAPSES)
+    shop.submit("authority", PointsExpire(through_month=MARCH))  # the 200 left in March's lot
+    assert balances(shop, A1) == (1_200, 1_000, {APRIL: 1_200})
+    out = shop.submit("tianfu-app", cancel(1))
+    assert out.details == {
+        "order_id": order_id(1),
+        "state": "cancelled",
+        "points": 1_000,
+        "lots": [f"{MARCH}:1000"],
+        "expired": 1_000,
+    }
+    # March's lot is not brought back: the points are expired, not in the balance.
+    assert balances(shop, A1) == (1_200, 0, {APRIL: 1_200})
+    assert expired_of(shop, A1) == 1_200
+    assert shop.state.offers["tea-set"].stock == 10  # the stock still comes back
+    # The projection rows storage writes say the same.
+    assert shop.state.lookup(PointLot.TABLE, (A1, MARCH)) is None
+    assert shop.state.lookup(PointTotals.TABLE, (A1,)) == PointTotals(A1, 2_400, 1_200, 0, 1_200, 0)
+    assert [lot for lot in shop.state.records(PointLot.TABLE) if lot.account_id == A1] == [PointLot(A1, APRIL, 1_200)]
+    assert check_points(shop.state) == []
+
+
+def test_a_cancel_past_the_lifetime_expires_the_points_even_before_points_expire_runs(shop: World) -> None:
+    shop.submit("tianfu-app", redeem(1, quantity=2))
+    advance_to(shop, MARCH_LAPSES)
+    out = shop.submit("teahouse", cancel(1))
+    assert out.details["expired"] == 1_000
+    # The 200 still in March's lot stay in the balance until the authority expires them.
+    assert balances(shop, A1) == (1_400, 0, {MARCH: 200, APRIL: 1_200})
+    assert expired_of(shop, A1) == 1_000
+    assert check_points(shop.state) == []
+    shop.submit("authority", PointsExpire(through_month=MARCH))
+    assert balances(shop, A1) == (1_200, 0, {APRIL: 1_200})
+    assert expired_of(shop, A1) == 1_200
+    assert check_points(shop.state) == []
+
+
+def test_a_cancel_on_the_last_redeemable_day_returns_the_points_to_their_lot(shop: World) -> None:
+    shop.submit("tianfu-app", redeem(1, quantity=3))
+    advance_to(shop, MARCH_LAPSES - timedelta(days=1))
+    out = shop.submit("tianfu-app", cancel(1))
+    assert out.details["expired"] == 0
+    assert balances(shop, A1) == (2_400, 0, {MARCH: 1_200, APRIL: 1_200})
+    assert expired_of(shop, A1) == 0
+    assert shop.state.lookup(PointLot.TABLE, (A1, MARCH)) == PointLot(A1, MARCH, 1_200)
+    assert check_points(shop.state) == []
+
+
+def test_a_mixed_order_expires_the_lapsed_lots_part_and_returns_the_live_ones(shop: World) -> None:
+    shop.submit("tianfu-app", redeem(1, quantity=3))  # March:1200, April:300
+    advance_to(shop, MARCH_LAPSES + timedelta(days=14))
+    out = shop.submit("tianfu-app", cancel(1))
+    assert (out.details["lots"], out.details["expired"]) == ([f"{MARCH}:1200", f"{APRIL}:300"], 1_200)
+    assert balances(shop, A1) == (1_200, 0, {APRIL: 1_200})
+    assert expired_of(shop, A1) == 1_200
+    assert A1 not in {lot.account_id for lot in shop.state.records(PointLot.TABLE) if lot.month == MARCH}
+    assert check_points(shop.state) == []
+    advance_to(shop, APRIL_LAPSES)
+    shop.submit("authority", PointsExpire(through_month=APRIL))
+    totals = shop.state.point_totals[A1]
+    assert (totals.awarded, totals.balance, totals.redeemed, totals.expired) == (2_400, 0, 0, 2_400)
+    assert check_points(shop.state) == []
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "day", "lapsed"),
+    [
+        (None, MARCH_LAPSES - timedelta(days=1), False),
+        (None, MARCH_LAPSES, True),
+        (24, MARCH_LAPSES + timedelta(days=14), False),  # the policy in force at the cancel, lengthened since
+        (24, date(2027, 4, 1), True),
+    ],
+)
+def test_a_cancel_expires_exactly_what_points_expire_would(
+    shop: World, lifetime: int | None, day: date, lapsed: bool
+) -> None:
+    shop.submit("tianfu-app", redeem(1, quantity=2))  # March:1000
+    if lifetime is not None:
+        shop.submit("authority", PointsPolicy(lifetime_months=lifetime))
+    advance_to(shop, day)
+    out = shop.submit("tianfu-app", cancel(1))
+    assert out.details["expired"] == (1_000 if lapsed else 0)
+    expire = PointsExpire(through_month=MARCH)
+    if lapsed:
+        shop.submit("authority", expire)
+    else:
+        refuse(shop, "authority", expire, "not_expirable", f"points of {MARCH} stay redeemable")
+    assert check_points(shop.state) == []
 
 
 # --- who may sign what ----------------------------------------------------------------------------------
