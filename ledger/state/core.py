@@ -93,7 +93,8 @@ class State:
         self.redemptions: dict[str, Redemption] = {}
         # Derived only in memory (the log replays them): the subjects rewarded in each period, with the
         # batch that rewarded them; what each batch awarded each account; the points each account earned
-        # under each rule per day, month and year (the caps); the items each account ordered of each offer.
+        # under each rule per day, month and year (the caps); the items each account ordered of each offer
+        # in orders not cancelled (kept by `_put`, so the per-account limit costs no scan).
         self.rewarded_subjects: dict[str, dict[str, str]] = {}
         self.batch_awards: dict[str, dict[str, int]] = {}
         self.earned: dict[tuple[str, str, str], int] = {}
@@ -314,18 +315,34 @@ class State:
                 self.rule_versions[record.rule_id] = max(self.rule_versions.get(record.rule_id, 0), record.version)
             if table == PointLot.TABLE and key not in target:
                 bisect.insort(self.lot_months.setdefault(record.account_id, []), record.month)
+            if table == Redemption.TABLE:
+                self._count_order(target.get(key[0]), -1)
+                self._count_order(record, 1)
             target[key[0] if len(key) == 1 else key] = record
         self.dirty.add((table, key))
 
     def _remove(self, table: str, key: tuple[Any, ...]) -> None:
         target = self._table(table)
-        target.pop(key[0] if len(key) == 1 else key, None)
+        removed = target.pop(key[0] if len(key) == 1 else key, None)
+        if table == Redemption.TABLE:
+            self._count_order(removed, -1)
         if table == PointLot.TABLE:
             months = self.lot_months[key[0]]
             months.remove(key[1])
             if not months:
                 del self.lot_months[key[0]]
         self.dirty.add((table, key))
+
+    def _count_order(self, order: Redemption | None, sign: int) -> None:
+        """Add (`sign` 1) or take away (-1) an order's items in `ordered`, unless it was cancelled."""
+        if order is None or order.state == "cancelled":
+            return
+        key = (order.account_id, order.offer_id)
+        count = self.ordered.get(key, 0) + sign * order.quantity
+        if count:
+            self.ordered[key] = count
+        else:
+            self.ordered.pop(key, None)  # no zero counts: as a replay that never saw the order
 
     def _table(self, table: str) -> dict[Any, Any]:
         return self._by_table[table]

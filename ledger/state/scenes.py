@@ -169,12 +169,7 @@ def _after_today(ctx: Context, valid_until: date, what: str) -> None:
 
 def ordered(state: State, account_id: str, offer_id: str) -> int:
     """The items an account has ordered of an offer and not had cancelled (pending or fulfilled orders)."""
-    # A scan until `State._put` keeps `state.ordered` as orders are put.
-    return sum(
-        r.quantity
-        for r in state.redemptions.values()
-        if r.account_id == account_id and r.offer_id == offer_id and r.state != "cancelled"
-    )
+    return state.ordered.get((account_id, offer_id), 0)
 
 
 # --- scenes ---------------------------------------------------------------------------------------------

@@ -619,6 +619,42 @@ def test_a_cancel_expires_exactly_what_points_expire_would(
     assert check_points(shop.state) == []
 
 
+def scanned_orders(w: World) -> dict[tuple[str, str], int]:
+    """What `state.ordered` must hold: items of each (account, offer) in orders not cancelled."""
+    out: dict[tuple[str, str], int] = {}
+    for r in w.state.redemptions.values():
+        if r.state != "cancelled":
+            out[(r.account_id, r.offer_id)] = out.get((r.account_id, r.offer_id), 0) + r.quantity
+    return out
+
+
+def replayed(w: World) -> World:
+    """A fresh world that replays `w`'s log from scratch (with the same uploaded points batches)."""
+    fresh = World(uploads=dict(w.uploads))
+    for tx, at in w.log:
+        fresh.accept_at(tx, at)
+    return fresh
+
+
+def test_the_ordered_index_follows_orders_and_matches_a_replay(shop: World) -> None:
+    shop.submit("teahouse", offer(shop, "cake", price_points=100, stock=5, per_account_limit=5))
+    shop.submit("tianfu-app", redeem(1, A1, 2))
+    shop.submit("tianfu-app", redeem(2, A2, 1))
+    shop.submit("tianfu-app", redeem(3, A1, 2, "cake"))
+    assert shop.state.ordered == {(A1, "tea-set"): 2, (A2, "tea-set"): 1, (A1, "cake"): 2}
+    shop.submit("teahouse", RedemptionFulfil(order_id=order_id(1)))
+    shop.submit("teahouse", cancel(3))
+    assert shop.state.ordered == {(A1, "tea-set"): 2, (A2, "tea-set"): 1}  # fulfilled counts, cancelled not
+    refuse(shop, "tianfu-app", redeem(4, A1, 2), "limit_reached", f"{A1} has ordered 2, so at most 1 more")
+    shop.submit("tianfu-app", redeem(4, A1, 1, "cake"))
+    advance_to(shop, MARCH_LAPSES)
+    shop.submit("tianfu-app", cancel(2))  # A2's March points, expired on the way back
+    assert shop.state.ordered == scanned_orders(shop) == {(A1, "tea-set"): 2, (A1, "cake"): 1}
+    again = replayed(shop)
+    assert again.snapshot() == shop.snapshot()
+    assert check_points(again.state) == []
+
+
 # --- who may sign what ----------------------------------------------------------------------------------
 
 EXPECTED_ROLES: dict[str, set[Role]] = {
