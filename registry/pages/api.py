@@ -8,7 +8,7 @@ a bad cursor) is an HTML page with the same status and the same message the API 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, Literal, cast
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -22,9 +22,10 @@ from registry import problems
 from registry.certificates.api import CertificatesDep
 from registry.certificates.service import CertificateCache
 from registry.deps import ConnDep, SettingsDep
-from registry.errors import RegistryError
+from registry.errors import NotFound, RegistryError
 from registry.log import service as log_service
 from registry.pages import chart, i18n, pdf, qr, service, times
+from registry.points import service as points_service
 from registry.public import repository
 from registry.public import service as public
 from registry.serials import service as serials
@@ -436,6 +437,78 @@ def participant(request: Request, conn: ConnDep, participant_id: str) -> Respons
     except RegistryError as exc:
         return error_page(request, exc)
     return render(request, "participant.html", participant=row, did=service.public_record(conn, participant_id))
+
+
+# --- the points path: rules, scenes, offers, attested batches ---------------------------------------------
+# Public projections only, as the JSON API reads them (`registry.points.api`); a batch's records and the
+# point accounts are private, so no page here shows a record, an account id or a subject.
+
+SceneState = Literal["", "applied", "evaluated", "approved", "rejected", "suspended", "revoked"]
+OfferState = Literal["", "active", "withdrawn"]
+
+
+def _filtered(
+    request: Request, conn: ConnDep, table: str, path: str, filters: dict[str, str], cursor: str | None
+) -> Response:
+    """One page of `table` where each non-empty filter equals its column; the next page keeps the filters."""
+    chosen = {name: value for name, value in filters.items() if value}
+    where = repository.equal(table, **chosen)
+    try:
+        page = public.list_page(conn, table, where=where, cursor=cursor, limit=PAGE_SIZE)
+    except RegistryError as exc:
+        return error_page(request, exc)
+    people = ("merchant",)
+    names = repository.names(conn, (row[column] for row in page.rows for column in people))
+    next_url = None
+    if page.next_cursor is not None:
+        next_url = f"{path}?" + urlencode(chosen | {"cursor": page.next_cursor})
+    return render(request, f"{table}.html", page=page, filters=filters, names=names, next_url=next_url)
+
+
+@router.get("/points/rules")
+def points_rules(request: Request, conn: ConnDep, cursor: str | None = None) -> Response:
+    return listing(request, conn, "points_rules", cursor)
+
+
+@router.get("/scenes")
+def scenes(request: Request, conn: ConnDep, state: SceneState = "", cursor: str | None = None) -> Response:
+    return _filtered(request, conn, "scenes", "/scenes", {"state": state}, cursor)
+
+
+@router.get("/scenes/{scene_id}")
+def scene(request: Request, conn: ConnDep, scene_id: str) -> Response:
+    row = repository.get(conn, "scenes", [scene_id])
+    if row is None:
+        return error_page(request, NotFound(f"no scene {scene_id!r} in the registry; list them at /scenes"))
+    offers = repository.children(conn, "offers", "scene_id", scene_id)
+    names = repository.names(conn, [row["merchant"], row["evaluator"]])
+    return render(request, "scene.html", scene=row, offers=offers, names=names)
+
+
+@router.get("/offers")
+def offers(request: Request, conn: ConnDep, state: OfferState = "", cursor: str | None = None) -> Response:
+    return _filtered(request, conn, "offers", "/offers", {"state": state}, cursor)
+
+
+@router.get("/offers/{offer_id}")
+def offer(request: Request, conn: ConnDep, offer_id: str) -> Response:
+    row = repository.get(conn, "offers", [offer_id])
+    if row is None:
+        return error_page(request, NotFound(f"no offer {offer_id!r} in the registry; list them at /offers"))
+    scene_row = repository.get(conn, "scenes", [row["scene_id"]])
+    names = repository.names(conn, [row["merchant"]])
+    return render(request, "offer.html", offer=row, scene=scene_row, names=names)
+
+
+@router.get("/points/batches/{batch_id}")
+def points_batch(request: Request, conn: ConnDep, batch_id: str) -> Response:
+    try:
+        batch = points_service.attestation(conn, batch_id)
+    except RegistryError as exc:
+        return error_page(request, exc)
+    rule = repository.get(conn, "points_rules", [batch.rule_id, batch.version])
+    names = repository.names(conn, [batch.provider])
+    return render(request, "points_batch.html", batch=batch, rule=rule, names=names)
 
 
 # --- the log -------------------------------------------------------------------------------------------
