@@ -350,6 +350,15 @@ def _print_report(
     if report.verified:
         if since is None:
             typer.echo(f"verified: {plural(report.entries, 'entry')}, {plural(report.checkpoints, 'checkpoint')}")
+            if report.points_not_replayed:
+                entries = plural(report.points_not_replayed, "points entry", "points entries")
+                err.print(
+                    f"note: {entries} (attestations, redemptions, expiries, clawbacks) checked up to their "
+                    "signatures but not replayed: the batches' records are private; an audit of the database "
+                    "(--database) replays them",
+                    highlight=False,
+                    markup=False,
+                )
         else:
             typer.echo(
                 f"verified: {plural(since['new_entries'], 'new entry', 'new entries')} "

@@ -182,8 +182,10 @@ class RemoteSource:
     def registry_meta(self) -> Mapping[str, str] | None:
         return None
 
+    holds_point_records = False  # private rows: not served to an anonymous audit, not in an export
+
     def point_records(self, batch_id: str, provider: str) -> Sequence[PointRecord] | None:
-        return None  # private rows: not served to an anonymous audit, not in an export
+        return None
 
     def movement_rows(self) -> Iterator[dict[str, Any]] | None:
         return None
@@ -241,8 +243,10 @@ class ExportSource:
     def registry_meta(self) -> Mapping[str, str] | None:
         return None
 
+    holds_point_records = False  # private rows: not served to an anonymous audit, not in an export
+
     def point_records(self, batch_id: str, provider: str) -> Sequence[PointRecord] | None:
-        return None  # private rows: not served to an anonymous audit, not in an export
+        return None
 
     def movement_rows(self) -> Iterator[dict[str, Any]] | None:
         return None

@@ -59,9 +59,22 @@ from ledger.note import NoteVerifier
 from ledger.points_batch import PointRecord
 from ledger.state import RECORD_TYPES, Outcome, State
 from ledger.storage.tables import record_row
-from ledger.transactions import PointsAttest, RegistryGenesis, TransactionBody, format_utc, signing_message
+from ledger.transactions import (
+    PointsAttest,
+    PointsClawback,
+    PointsExpire,
+    PointsRedeem,
+    RedemptionCancel,
+    RedemptionFulfil,
+    RegistryGenesis,
+    TransactionBody,
+    format_utc,
+    signing_message,
+)
 
 MAX_REPORTED_FINDINGS = 1000
+POINTS_BALANCE_KINDS = (PointsAttest, PointsExpire, PointsClawback, PointsRedeem, RedemptionFulfil, RedemptionCancel)
+"""The kinds whose replay needs the point balances, hence every attested batch's private records."""
 PARALLEL_THRESHOLD = 4096  # below this many entries, verifying inline beats starting workers
 CHUNK = 2048
 
@@ -100,11 +113,15 @@ class AuditSource(Protocol):
     def registry_meta(self) -> Mapping[str, str] | None:
         """The registry's recorded settings (``origin``, ``vkey``), if the source has them (step 8)."""
 
+    holds_point_records: bool
+    """Whether the source holds the points batches' private records at all (a database does; the public log
+    over HTTP and an export do not, by design: they are served to the holder, the authority and auditors)."""
+
     def point_records(self, batch_id: str, provider: str) -> Sequence[PointRecord] | None:
         """The records `provider` uploaded for points batch `batch_id`, if the source has them (step 7).
 
-        They are private (served to the holder, the authority and auditors): a source without them cannot
-        replay the awards, and the audit says so."""
+        From a source that holds them, a batch without its records is a finding; from one that does not,
+        the points balances are not replayed (`AuditReport.points_not_replayed`)."""
 
 
 @dataclass(slots=True)
@@ -118,6 +135,9 @@ class AuditReport:
     findings: list[Finding] = field(default_factory=list)
     finding_count: int = 0
     projections_checked: bool = False
+    points_not_replayed: int = 0
+    """Entries that award, spend or expire points, checked for chain, tree, key, role and signature but not
+    replayed, because the source does not hold the batches' private records (the public log, an export)."""
 
     @property
     def verified(self) -> bool:
@@ -153,6 +173,7 @@ class AuditReport:
             "signatures_checked": self.signatures_checked,
             "root_hash": b64encode(self.root_hash),
             "projections_checked": self.projections_checked,
+            "points_not_replayed": self.points_not_replayed,
             "first_bad_index": self.first_bad_index,
             "first_finding": None if first is None else str(first),
             "finding_count": self.finding_count,
@@ -232,8 +253,8 @@ def audit(
     verifier: NoteVerifier | None = _verifier(vkey, report) if vkey is not None else None
     state = State()
     frontier = Frontier.empty()
-    records: Callable[[str, str], Sequence[PointRecord] | None] = getattr(
-        source, "point_records", lambda batch_id, provider: None
+    records: Callable[[str, str], Sequence[PointRecord] | None] | None = (
+        source.point_records if source.holds_point_records else None
     )
     running_chain = GENESIS_CHAIN
     if workers is None:
@@ -416,10 +437,14 @@ def _replay(
     report: AuditReport,
     checker: _SignatureChecker,
     verifier: NoteVerifier | None,
-    records: Callable[[str, str], Sequence[PointRecord] | None],
+    records: Callable[[str, str], Sequence[PointRecord] | None] | None,
 ) -> tuple[TransactionBody | None, tuple[str, Outcome] | None]:
     """Steps (5) to (7) for one decoded entry: its transaction (None if it does not parse) and its actor and
-    outcome (None when it could not be applied)."""
+    outcome (None when it could not be applied).
+
+    Without `records` (a source that holds none), the entries that award, spend or expire points are checked
+    up to their signature but not applied: their effect on the point balances depends on records the
+    source does not have, and nothing else in the state depends on those balances."""
     try:
         body = TransactionBody.model_validate_json(entry.body_bytes)
     except ValidationError as exc:
@@ -451,7 +476,12 @@ def _replay(
     # (7) the state machine
     outcome = None
     attachment = None
-    if isinstance(body.payload, PointsAttest):
+    if records is None and isinstance(body.payload, POINTS_BALANCE_KINDS):
+        report.points_not_replayed += 1
+        state.skip(index)
+        state.dirty.clear()
+        return body, None
+    if records is not None and isinstance(body.payload, PointsAttest):
         attachment = records(body.payload.batch_id, body.actor)
         if attachment is None:
             report.add(

@@ -19,6 +19,8 @@ from ledger.storage.engine import read_transaction
 class DatabaseSource:
     """Reads a ledger database for the audit inside one read transaction (use as a context manager)."""
 
+    holds_point_records = True  # every attested batch's records are in `point_records`
+
     def __init__(self, engine: Engine, *, with_projections: bool = True) -> None:
         self._engine = engine
         self._with_projections = with_projections

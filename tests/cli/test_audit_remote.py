@@ -21,7 +21,7 @@ from ledger.storage.engine import make_engine
 from tests.cli.test_witness import cosign, grow, register_witnesses
 from tests.conftest import Story, log_signer
 from tests.ledger.scenario import ORIGIN, seeded_key
-from tests.ledger.test_audit import drop_triggers
+from tests.ledger.test_audit import drop_triggers, points_story
 from tests.registry.live import free_port, serve
 
 VKEY = log_signer().verifier_key()
@@ -318,3 +318,22 @@ def test_an_auditor_can_require_witness_cosignatures(ledger: Ledger, tmp_path: P
         stale = audit("--witness", W1_KEY, "--json")
         assert f"an invalid one from {W1_LABEL}" in one_error_line(stale, 1)
         assert report_of(stale)["witnesses"]["invalid"] == [W1_LABEL]
+
+
+def test_an_outside_auditor_verifies_a_points_log_without_its_private_records(
+    story: Story, database_url: str, tmp_path: Path
+) -> None:
+    # The export (like the registry over HTTP) carries no points batch's records: the audit verifies every
+    # entry's chain, tree, key, role and signature, replays all but the point balances, and says so.
+    points_story(story)
+    export = tmp_path / "log.jsonl"
+    assert cdcer("audit", "export", "-d", database_url, str(export)).exit_code == 0
+    result = cdcer("audit", "verify", "--export", str(export), "--vkey", VKEY)
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert result.stdout.startswith(f"verified: {story.ledger.size()} entries")
+    assert "note: 3 points entries (attestations, redemptions, expiries, clawbacks) checked up to" in result.stderr
+    report = report_of(cdcer("audit", "verify", "--export", str(export), "--vkey", VKEY, "--json"))
+    assert (report["verified"], report["points_not_replayed"]) == (True, 3)
+    # With the database, the same log replays in full.
+    full = report_of(cdcer("audit", "verify", "--database", database_url, "--vkey", VKEY, "--json"))
+    assert (full["verified"], full["points_not_replayed"], full["projections_checked"]) == (True, 0, True)

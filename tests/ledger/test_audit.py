@@ -25,13 +25,21 @@ from ledger.errors import IntegrityError
 from ledger.ledger import Ledger, found_registry, tx_hash
 from ledger.log import Entry, decode_entry, seal
 from ledger.note import NoteSigner
+from ledger.points_batch import PointRecord
 from ledger.storage import schema, store
 from ledger.storage.engine import is_sqlite, make_engine, read_transaction, write_transaction
 from ledger.storage.source import DatabaseSource
 from ledger.storage.tables import APPEND_ONLY_TABLES
 from ledger.transactions import (
+    PointAccountKind,
+    PointAccountOpen,
+    PointsConsent,
+    PointsRedeem,
+    ProviderScope,
+    RedemptionFulfil,
     Retire,
     RetirementPurpose,
+    Role,
     Selection,
     SignedTransaction,
     TransactionSigner,
@@ -44,6 +52,9 @@ from ledger.transactions import (
 )
 from tests.conftest import AUTHORITY, AUTHORITY_NAME, Databases, Story, log_signer
 from tests.ledger.scenario import ORIGIN, seeded_key
+from tests.ledger.state.test_awards import A1, A2, attest, km
+from tests.ledger.state.test_points import rule
+from tests.ledger.state.test_scenes import approved_scene, offer
 
 VKEY = log_signer().verifier_key()
 SIZE = 26
@@ -440,3 +451,83 @@ def test_a_strangers_retirement_for_an_event_is_found(pristine: Ledger) -> None:
     index = _append_forged_entry(pristine, signer_key="buyer", key_id_of="buyer", actor="buyer", payload=stranger)
     report = run_audit(pristine.engine)
     assert_caught(report, index, "replay", "forbidden: event E0001 is organised by organiser; only its organiser")
+
+
+# --- the points path's private records -------------------------------------------------------------------
+
+
+class _PublicLog(_EntriesOnly):
+    """What an outside auditor reads (the public log over HTTP, an export): no points batch's records."""
+
+    holds_point_records = False
+
+    def point_records(self, batch_id: str, provider: str) -> None:
+        return None
+
+
+def points_story(story: Story) -> list[PointRecord]:
+    """bike-co attests a day of two citizens' rides; A1 redeems 500 points at an approved tea house and gets
+    its tea; the batch's records (uploaded to the private tables first) are returned."""
+    w = story.world
+    w.register("bike-co", [Role.DATA_PROVIDER])
+    w.register("tianfu-app", [Role.PLATFORM_OPERATOR])
+    w.register("teahouse", [Role.MERCHANT])
+    w.register("green-eval", [Role.SCENE_EVALUATOR])
+    w.submit(AUTHORITY, rule("bike-km", w.clock.date()))
+    w.submit(AUTHORITY, ProviderScope(provider="bike-co", rules=("bike-km",)))
+    for account in (A1, A2):
+        w.submit("tianfu-app", PointAccountOpen(account_id=account, account_kind=PointAccountKind.CITIZEN))
+        w.submit("tianfu-app", PointsConsent(account_id=account, provider="bike-co", rule_id="bike-km", granted=True))
+    approved_scene(w)
+    w.advance(timedelta(days=3))
+    w.submit("teahouse", offer(w))
+    story.sync()
+    day = w.clock.date() - timedelta(days=1)
+    records = [km(A1, 10, day), km(A2, 4, day)]
+    with write_transaction(story.ledger.engine) as conn:
+        store.upload_point_records(conn, batch_id="b-1", provider="bike-co", offset=0, records=records, now="x")
+    story.submit("bike-co", attest(w, "bike-co", "b-1", records, day))
+    story.submit(
+        "tianfu-app", PointsRedeem(order_id="RO00000000000000a1", offer_id="tea-set", account_id=A1, quantity=1)
+    )
+    story.submit("teahouse", RedemptionFulfil(order_id="RO00000000000000a1"))
+    return records
+
+
+def test_an_audit_of_the_database_replays_every_batch_from_its_records(story: Story) -> None:
+    points_story(story)
+    report = run_audit(story.ledger.engine)
+    assert report.verified, report.to_json()["findings"]
+    assert report.points_not_replayed == 0
+    assert report.projections_checked
+
+
+def test_an_audit_of_the_public_log_verifies_all_but_the_point_balances(story: Story) -> None:
+    # Without the private records, the attestation, the redemption and its fulfilment are checked up to
+    # their signatures but not replayed; the report says how many, and nothing else is left unchecked.
+    points_story(story)
+    with DatabaseSource(story.ledger.engine) as source:
+        report = audit(_PublicLog(source), vkey=VKEY, workers=1)
+    assert report.verified, report.to_json()["findings"]
+    assert report.points_not_replayed == 3
+    assert report.to_json()["points_not_replayed"] == 3
+    assert report.signatures_checked == report.entries == story.ledger.size()
+
+
+def test_an_attestation_whose_records_are_gone_from_the_database_is_found(story: Story) -> None:
+    points_story(story)
+    with write_transaction(story.ledger.engine) as conn:
+        conn.execute(text("DELETE FROM point_records WHERE batch_id = 'b-1'"))
+        conn.execute(text("DELETE FROM point_uploads WHERE batch_id = 'b-1'"))
+    index = story.ledger.size() - 3
+    report = run_audit(story.ledger.engine)
+    assert_caught(report, index, "replay", "the records of points batch b-1 are not available to this audit")
+
+
+def test_an_edited_record_no_longer_matches_the_attested_root(story: Story) -> None:
+    points_story(story)
+    with write_transaction(story.ledger.engine) as conn:
+        conn.execute(text("UPDATE point_records SET quantity = 40 WHERE batch_id = 'b-1' AND position = 0"))
+    index = story.ledger.size() - 3
+    report = run_audit(story.ledger.engine)
+    assert_caught(report, index, "replay", "root_mismatch")
