@@ -22,15 +22,20 @@ import pytest
 import zxingcpp
 from axe_playwright_python.sync_playwright import Axe
 from PIL import Image
-from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Route, expect, sync_playwright
 from pypdf import PdfReader
 
 from ledger.keys import write_key_file
-from tests.conftest import Databases
+from ledger.ledger import Ledger, found_registry
+from ledger.storage import schema
+from ledger.storage.engine import make_engine
+from tests.conftest import AUTHORITY, AUTHORITY_NAME, Databases, Story, log_signer
 from tests.ledger.scenario import ORIGIN, seeded_key
 from tests.registry.live import REPO_ROOT, serve
 from tests.registry.pages.conftest import demo_url
 from tests.registry.pages.test_api import PAGES, in_language
+from tests.registry.pages.test_points import PAGES as POINTS_PAGES
+from tests.registry.pages.test_points import points_story
 
 pytestmark = pytest.mark.browser
 
@@ -288,5 +293,131 @@ def test_no_page_is_wider_than_a_phone(site: str, browser: Browser, lang: str) -
             name = re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-") or "home"
             phone.screenshot(path=output_dir() / f"phone-{lang}-{name}.png", full_page=True)
         assert not wide, f"pages wider than a 390 px phone: {wide}"
+    finally:
+        context.close()
+
+
+# --- the points path: scenes and offers -------------------------------------------------------------------
+
+# Recorded in the page before any of its own code runs: a violated content security policy fires this event
+# whether or not the browser also logs it to the console.
+RECORD_CSP_VIOLATIONS = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`);
+});
+"""
+
+
+@pytest.fixture(scope="module")
+def points_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`cdcer serve` over a registry on SQLite holding `test_points.points_story`; yields its base URL."""
+    folder = tmp_path_factory.mktemp("points-browser")
+    databases = Databases("sqlite", folder)
+    url = databases.create()
+    engine = make_engine(url)
+    try:
+        schema.upgrade(engine)
+        ledger = Ledger(engine, log_signer())
+        found_registry(
+            ledger, authority_id=AUTHORITY, authority_name=AUTHORITY_NAME, authority_key=seeded_key(AUTHORITY)
+        )
+        points_story(Story(ledger))
+    finally:
+        engine.dispose()
+    log_key = folder / "registry-log.key"
+    write_key_file(log_key, seeded_key("log"), passphrase=None)
+    try:
+        with serve(url, log_key) as base:
+            yield base
+    finally:
+        databases.drop(url)
+        databases.close()
+
+
+def test_from_the_scenes_to_a_scene_and_its_offer_without_a_console_error(points_site: str, browser: Browser) -> None:
+    shots = output_dir()
+    context = browser.new_context(locale="en-GB", viewport={"width": 1100, "height": 900})
+    problems: list[str] = []
+    try:
+        page = context.new_page()
+        page.add_init_script(RECORD_CSP_VIOLATIONS)
+
+        def console(message: ConsoleMessage) -> None:
+            # The registry serves no /favicon.ico, and Chromium logs the 404 of its own request for it on
+            # every page; that is the site's, not these pages'.
+            if message.type == "error" and not message.location["url"].endswith("/favicon.ico"):
+                problems.append(f"{message.text} at {message.location['url']}")
+
+        page.on("console", console)
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+        checked: list[str] = []
+
+        def no_violation() -> None:
+            checked.append(page.url)
+            assert page.evaluate("window.__cspViolations") == [], page.url
+
+        page.goto(f"{points_site}/?lang=en")
+        page.get_by_role("navigation").get_by_role("link", name="Low-carbon scenes").click()
+        expect(page.locator("h1")).to_have_text("Low-carbon scenes")
+        no_violation()
+        page.locator("#state").select_option("approved")
+        page.get_by_role("button", name="Filter").click()
+        expect(page).to_have_url(re.compile(r"/scenes\?state=approved$"))
+        expect(page.locator("table a[href^='/scenes/']")).to_have_count(1)
+        page.screenshot(path=shots / "scenes-en.png", full_page=True)
+        no_violation()
+
+        page.locator("table a[href='/scenes/tea-house']").click()
+        expect(page.locator("h1")).to_have_text("tea-house · Jinli Tea House")
+        expect(page.locator("#score")).to_have_text("86")
+        expect(page.locator("#opinion")).to_have_text("positive")
+        page.screenshot(path=shots / "scene-en.png", full_page=True)
+        no_violation()
+
+        page.locator("#offers a[href='/offers/tea-set']").click()
+        expect(page.locator("h1")).to_have_text("tea-set · A pot of Zhuyeqing")
+        expect(page.locator("#price")).to_have_text("500")
+        expect(page.locator("#stock")).to_have_text("10")
+        expect(page.locator("#limit")).to_have_text("3")
+        expect(page.locator("#offer-state")).to_have_text("active")
+        page.screenshot(path=shots / "offer-en.png", full_page=True)
+        no_violation()
+
+        page.get_by_role("link", name="中文").click()
+        expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
+        expect(page.locator("#offer-state")).to_have_text("有效")
+        page.locator("#scene").click()
+        expect(page.locator("h1")).to_have_text("tea-house · Jinli Tea House")
+        expect(page.locator("#opinion")).to_have_text("肯定")
+        page.screenshot(path=shots / "scene-zh.png", full_page=True)
+        no_violation()
+        assert len(checked) == 5
+        assert problems == []
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_the_points_pages_pass_axe_and_fit_a_phone(points_site: str, browser: Browser, lang: str) -> None:
+    context = browser.new_context(
+        locale="zh-CN" if lang == "zh" else "en-GB", viewport={"width": 390, "height": 844}, is_mobile=True
+    )
+    found: dict[str, object] = {}
+    try:
+        phone = context.new_page()
+        for path in POINTS_PAGES:
+            phone.goto(points_site + in_language(path, lang))
+            violations = Axe().run(phone).response["violations"]
+            serious = [f"{v['id']} ({v['impact']}): {v['help']}" for v in violations if v.get("impact") in SERIOUS]
+            width = phone.evaluate("document.documentElement.scrollWidth")
+            squeezed = phone.evaluate(SQUEEZED_CELLS)
+            unwrapped = phone.evaluate(UNWRAPPED_TABLES)
+            if serious or width > 390 or squeezed or unwrapped:
+                found[path] = {"axe": serious, "width": width, "squeezed": squeezed, "unwrapped": unwrapped}
+        phone.goto(f"{points_site}/points/batches/b-1?lang={lang}")
+        phone.screenshot(path=output_dir() / f"phone-{lang}-points-batch.png", full_page=True)
+        assert not found, found
     finally:
         context.close()
