@@ -5,9 +5,10 @@ riders' kilometres as carbon points. Rule `bike-km` first claims those reduction
 later day its version 2 only rewards them (reward-only). So the operator's monitoring report over a
 claim-mode period is refused (one reduction, one claimant), and its report over a reward-only period is
 verified and issued; the points attested then are marked not claimable. Citizens earn points, one hits
-the daily cap, they redeem at an approved low-carbon scene (one order fulfilled, one cancelled), the old
-lots expire, a holder's record verifies offline up to the signed checkpoint, and the auditor's replay of
-the database, records and all, finds nothing.
+the daily cap, they redeem at an approved low-carbon scene (one order fulfilled; one cancelled after its
+lots expired, so its points expire rather than return), the old lots expire, a holder's record verifies
+offline up to the signed checkpoint, and the auditor's replay of the database, records and all, finds
+nothing.
 
 The rule must be published before the days it applies to (never retroactively) and those days must be
 over, so the registry is founded 100 days ago and the authority publishes the rule's two versions then,
@@ -401,8 +402,7 @@ def test_citizens_points_and_the_bike_project_over_http(engine: Engine, tmp_path
         registry.submit(
             "tianfu-app", PointsRedeem(order_id="RO00000000000000a2", offer_id="oat-latte", account_id=A2, quantity=1)
         )
-        registry.submit("tianfu-app", RedemptionCancel(order_id="RO00000000000000a2", reason="changed her mind"))
-        assert registry.get("/v1/offers/oat-latte")["stock"] == 3
+        assert registry.get("/v1/offers/oat-latte")["stock"] == 2
         account = registry.read("tianfu-app", f"/v1/points/accounts/{A1}")
         claimed_lot, old_lot = month_of(days.claimed_day), month_of(days.old_day)
         (fulfilled,) = account["redemptions"]
@@ -411,6 +411,17 @@ def test_citizens_points_and_the_bike_project_over_http(engine: Engine, tmp_path
 
         # The lots of the month before last are past their one-month lifetime: the authority expires them.
         registry.submit(AUTHORITY, PointsExpire(through_month=days.expire_through))
+        # A2's pending order still holds its 1,000 points; cancelled now, they are past their lifetime, so
+        # they expire instead of coming back to the balance.
+        assert totals(registry, A2) == {
+            "awarded": 15 * KM_POINTS,
+            "balance": 2 * KM_POINTS,
+            "redeemed": 1_000,
+            "expired": 13 * KM_POINTS - 1_000,
+            "clawed_back": 0,
+        }
+        registry.submit("tianfu-app", RedemptionCancel(order_id="RO00000000000000a2", reason="changed her mind"))
+        assert registry.get("/v1/offers/oat-latte")["stock"] == 3
         recent = {"a1": 10 * KM_POINTS, "a2": 2 * KM_POINTS, "a3": 0}
         for name, account_id in (("a1", A1), ("a2", A2), ("a3", A3)):
             found = totals(registry, account_id)
