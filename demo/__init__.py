@@ -41,9 +41,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from demo.errors import DemoError, DemoRefused
+from demo.points import CAST as POINTS_CAST
+from demo.points import DAYS, DEFAULT_CITIZENS, PointsStory
 from ledger.errors import KeyFileError, RuleViolation
 from ledger.keys import PrivateKey, read_key_file, write_key_file
 from ledger.ledger import Ledger
+from ledger.points_batch import PointRecord
+from ledger.storage import store
+from ledger.storage.engine import write_transaction
 from ledger.transactions import (
     UNITS_PER_CDCER_KG,
     Cancel,
@@ -76,10 +82,23 @@ from ledger.transactions import (
     TransactionSigner,
     Transfer,
     Unfreeze,
+    format_utc,
 )
 
+__all__ = [
+    "DEFAULT_CITIZENS",
+    "DEFAULT_ENTRIES",
+    "DEFAULT_SEED",
+    "DemoError",
+    "DemoParticipant",
+    "DemoRefused",
+    "DemoSummary",
+    "demo_key",
+    "run_demo",
+]
+
 DEFAULT_ENTRIES = 150
-"""About the size of the story alone."""
+"""About the size of the project path's story alone (the points story comes on top)."""
 DEFAULT_SEED = 2026
 BATCH_SIZE = 250
 """Transactions per `Ledger.submit` call: one database transaction and one checkpoint each."""
@@ -89,14 +108,6 @@ ROUND_ENTRIES = 70
 MAX_EXTRA_HOLDERS = 200
 
 _KEY_DERIVATION = b"cdcer/demo-key/v1\x00"
-
-
-class DemoError(Exception):
-    """The demo cannot run on this registry (no genesis, a key that is not the authority's...)."""
-
-
-class DemoRefused(DemoError):
-    """The registry refused one of the demo's transactions; what came before it stays appended."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,16 +174,19 @@ def run_demo(
     seed: int = DEFAULT_SEED,
     today: date | None = None,
     batch_size: int = BATCH_SIZE,
+    citizens: int = DEFAULT_CITIZENS,
     progress: Callable[[int, int], None] | None = None,
 ) -> DemoSummary:
-    """Append the demo story, scaled to about ``entries`` entries, to a founded registry.
+    """Append the demo story, its project path scaled to about ``entries`` entries, to a founded registry.
 
+    The points story (`demo.points`) comes on top: about 2.5 entries for each of ``citizens`` point
+    accounts, and one attested batch per provider and day for the last days its rules were in force.
     Writes each new participant's key to ``<data_dir>/demo-keys/<id>.key`` (plain files, labelled
     demo). ``progress(done, target)`` is called after each batch. Raises `DemoError` when the
     registry or the key does not fit, `DemoRefused` when the registry refuses a transaction.
     """
-    if entries < 1 or batch_size < 1:
-        raise DemoError("entries and batch_size must be positive")
+    if entries < 1 or batch_size < 1 or citizens < 1:
+        raise DemoError("entries, batch_size and citizens must be positive")
     builder = _Builder(
         ledger,
         authority_key=authority_key,
@@ -180,10 +194,24 @@ def run_demo(
         seed=seed,
         today=today or datetime.now(UTC).date(),
         batch_size=batch_size,
-        target=max(entries, DEFAULT_ENTRIES),
+        target=max(entries, DEFAULT_ENTRIES) + 3 * citizens,
         progress=progress,
     )
+    builder.check_keys()
+    points = PointsStory(builder, citizens)
+    now = datetime.now(UTC)
+    # A points rule applies from the day it is published, never before, and a day is attested once it is
+    # over: the attested days are those since the log's last entry, which it may append at its own time.
+    start = builder.log_time
+    days = [now.date() - timedelta(days=back) for back in range(DAYS, 0, -1)]
+    days = [day for day in days if day >= start.date()]
+    if days:
+        builder.at(start)
+    builder.aside(lambda: points.opening(start.date() if days else now.date()))
+    builder.aside(lambda: points.days(days, now))
+    builder.at(None)
     builder.story()
+    builder.aside(lambda: points.market(datetime.now(UTC).date(), BIKE_METHODOLOGY, builder._verifiers[0]))
     builder.scale(entries)
     return builder.finish()
 
@@ -254,6 +282,14 @@ METHODOLOGIES = (
     ),
 )
 _BY_CODE = {m.code: m for m in METHODOLOGIES}
+BIKE_METHODOLOGY = _Methodology(
+    "CDCER-BIKE",
+    "Shared bicycles replacing short car trips (共享单车替代机动车短途出行)",
+    "transport",
+    (800, 4000),
+    ("Shared bicycle fleet in {district} ({zh}共享单车)",),
+)
+"""The bike-share operator's project: it claims the rides' reductions, so the bike-km points rule only rewards."""
 
 DISTRICTS = (
     ("Jinjiang", "锦江区"),
@@ -375,6 +411,12 @@ class _Builder:
     participants: list[DemoParticipant] = field(default_factory=list)
     balance: Counter[str] = field(default_factory=Counter)
     queue: list[_Pending] = field(default_factory=list)
+    uploads: list[tuple[str, str, list[PointRecord]]] = field(default_factory=list)
+    """Points batches' records (provider, batch id, records) to upload before the queue is submitted."""
+    clock: datetime | None = None
+    """The time the queue is signed and appended at; None: now."""
+    set_aside: int = 0
+    """Entries planned by the points story, which `scale` does not count toward ``entries``."""
     kinds: Counter[str] = field(default_factory=Counter)
     planned: int = 0
     appended: int = 0
@@ -399,6 +441,7 @@ class _Builder:
         self._projects = len(state.projects)
         self._reports = len(state.reports)
         self._first_index = state.size  # the demo's first transaction is appended at this index
+        self.log_time = state.last_time or datetime.now(UTC)
         self._events = len(state.events)
         self._event_names: Counter[str] = Counter()
         self._names: dict[str, str] = {}
@@ -417,12 +460,48 @@ class _Builder:
         if len(self.queue) >= self.batch_size:
             self.flush()
 
+    def check_keys(self) -> None:
+        """Write the story's participants' key files up front: a file in the way refuses the demo before
+        anything is appended (the points story's opening is submitted before the project path's cast)."""
+        for pid, *_ in (*VERIFIERS, *OWNERS, *ORGANISERS, *HOLDERS, *POINTS_CAST):
+            participant = pid + self._suffix
+            _write_demo_key(
+                self.keys_folder / f"{participant}.key",
+                demo_key(self.authority_key, self.seed, participant),
+                participant,
+            )
+
+    def upload(self, provider: str, batch_id: str, records: list[PointRecord]) -> None:
+        """Upload a points batch's records (as the provider's PUT would) before the queue goes in."""
+        self.uploads.append((provider, batch_id, records))
+
+    def at(self, clock: datetime | None) -> None:
+        """Submit what is queued, then sign and append what follows at `clock` (None: now)."""
+        if clock != self.clock:
+            self.flush()
+            self.clock = clock
+
+    def aside(self, act: Callable[[], None]) -> None:
+        """Plan `act` (a part of the points story) without counting its entries toward ``entries``."""
+        before = self.planned
+        act()
+        self.set_aside += self.planned - before
+
     def flush(self) -> None:
         if not self.queue:
             return
-        now = datetime.now(UTC)  # signed now, so every transaction is fresh when the registry sees it
+        # Signed now (or at the demo's clock, which the registry then appends at), so every transaction is
+        # fresh when the registry sees it.
+        now = self.clock or datetime.now(UTC)
+        if self.uploads:
+            with write_transaction(self.ledger.engine) as conn:
+                for provider, batch_id, records in self.uploads:
+                    store.upload_point_records(
+                        conn, batch_id=batch_id, provider=provider, offset=0, records=records, now=format_utc(now)
+                    )
+            self.uploads.clear()
         txs = [self.signers[p.actor].sign(p.payload, at=now) for p in self.queue]
-        results = self.ledger.submit(txs)
+        results = self.ledger.submit(txs, now=self.clock)
         refused = [(tx, r) for tx, r in zip(txs, results, strict=True) if isinstance(r, RuleViolation)]
         if refused:
             tx, violation = refused[0]
@@ -463,15 +542,15 @@ class _Builder:
 
     # ---- participants and methodologies --------------------------------------------------------------
 
-    def register(self, base_id: str, name: str, role: Role) -> str:
+    def register(self, base_id: str, name: str, *roles: Role) -> str:
         pid = base_id + self._suffix
         key = demo_key(self.authority_key, self.seed, pid)
         path = self.keys_folder / f"{pid}.key"
         _write_demo_key(path, key, pid)
         self.signers[pid] = TransactionSigner(self.origin, pid, key)
-        self.participants.append(DemoParticipant(pid, name, (role.value,), key.key_id, str(path)))
+        self.participants.append(DemoParticipant(pid, name, tuple(r.value for r in roles), key.key_id, str(path)))
         self._names[pid] = name
-        payload = ParticipantRegister(participant_id=pid, name=name, roles=(role,), public_keys=(key.public_key.b64(),))
+        payload = ParticipantRegister(participant_id=pid, name=name, roles=roles, public_keys=(key.public_key.b64(),))
         self.send(self.authority, payload, participant_id=pid)
         return pid
 
@@ -874,13 +953,14 @@ class _Builder:
     # ---- scaling -----------------------------------------------------------------------------------------
 
     def scale(self, entries: int) -> None:
-        """Rounds of mixed activity until about ``entries`` are planned; then a few sales to land on it."""
+        """Rounds of mixed activity until about ``entries`` (besides the points story's) are planned; then a
+        few sales to land on it."""
         rounds = 0
-        while self.planned + ROUND_ENTRIES <= entries:
+        while self.planned - self.set_aside + ROUND_ENTRIES <= entries:
             rounds += 1
             self.round(rounds)
         buyers = self._holders + self._organisers
-        while self.planned < entries:
+        while self.planned - self.set_aside < entries:
             self.sale(self.rng.choice(buyers), 1, 50)
 
     def round(self, number: int) -> None:
@@ -955,7 +1035,7 @@ def _event_name(kind: EventKind, theme: tuple[str, str], year: int) -> str:
 
 def _free_suffix(taken: set[str]) -> str:
     """'' for a registry without the demo's participants; else '-2', '-3'... so ids never collide."""
-    bases = [pid for pid, *_ in (*VERIFIERS, *OWNERS, *ORGANISERS, *HOLDERS)]
+    bases = [pid for pid, *_ in (*VERIFIERS, *OWNERS, *ORGANISERS, *HOLDERS, *POINTS_CAST)]
     number = 1
     while True:
         suffix = "" if number == 1 else f"-{number}"
