@@ -176,7 +176,14 @@ class Client:
 
     def get(self, path: str, *, signed: bool = False) -> Any:
         """GET a JSON document (signed with RFC 9421 when `signed`); a problem ends the command."""
-        request = self.http.build_request("GET", path)
+        return self._json("GET", path, signed=signed)
+
+    def delete_signed(self, path: str) -> Any:
+        """DELETE signed with RFC 9421 (like a private read: no body); its JSON answer, or the command ends."""
+        return self._json("DELETE", path, signed=True)
+
+    def _json(self, method: str, path: str, *, signed: bool) -> Any:
+        request = self.http.build_request(method, path)
         if signed:
             sign_request(request, self.key())
         response = self._send(request)

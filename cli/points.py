@@ -11,22 +11,60 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import re
 import secrets
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 import httpx
 import typer
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cli.client import Client, model, problem_of
-from cli.console import EXIT_USAGE, fail
+from cli.certificate import _verifier_key
+from cli.client import (
+    DEFAULT_REGISTRY,
+    VKEY_VARIABLE,
+    ActorOpt,
+    Client,
+    JsonOpt,
+    KeyOpt,
+    RegistryOpt,
+    VkeyOpt,
+    model,
+    need_vkey,
+    problem_of,
+    show_json,
+    show_record,
+    show_rows,
+)
+from cli.console import (
+    EXIT_INTEGRITY,
+    EXIT_USAGE,
+    add_row,
+    echo,
+    fail,
+    json_option,
+    json_text,
+    plural,
+    stdout,
+    table,
+)
 from cli.writes import Day, Reason, project, write
 from ledger import transactions as tx
-from ledger.points_batch import MAX_QUANTITY, PointRecord, batch_root, subject_commitment
+from ledger.checkpoint import open_checkpoint
+from ledger.encoding import b64decode, loads_strict
+from ledger.errors import EncodingError, LedgerError, ProofError
+from ledger.keys import PublicKey
+from ledger.log import decode_entry
+from ledger.merkle import leaf_hash, verify_inclusion
+from ledger.note import NoteVerifier
+from ledger.points_batch import MAX_QUANTITY, PointRecord, batch_root, subject_commitment, verify_record
 
 app = typer.Typer(
     help="The public path: points rules, providers' rules, point accounts and consent.", no_args_is_help=True
@@ -376,7 +414,11 @@ def attest(
 ) -> BaseModel:
     """Upload one day's records under a rule, then attest them: count, total and Merkle root (data provider).
 
-    An empty subject is the account's day (`account_day` rules): the commitment is computed here."""
+    An empty subject is the account's day (`account_day` rules): the commitment is computed here. The records
+    go up in chunks of 10,000; if the upload is interrupted, rerunning says where the registry stands (a 409
+    naming --resume-from N) and the same command with --resume-from N sends the rest, then attests. If the
+    attestation itself is refused, the uploaded records stay: rerun with --resume-from COUNT once the cause is
+    fixed, or `cdcer points discard BATCH` to start again."""
     records = read_records(records_file, day.date())
     # Checked before anything is sent: the payload's own constraints (ids, version, count).
     options = {"rule_id": "--rule", "batch_id": "--batch"}
@@ -454,11 +496,14 @@ def upload(client: Client, batch_id: str, offset: int, records: Sequence[PointRe
     if response.status_code in (200, 201, 204):
         return
     context = f"uploading the records of batch {batch_id} at offset {offset}: "
-    if response.status_code == 409:
-        resume = _resume_offset(response)
-        where = f"--resume-from {resume}" if resume is not None else "--resume-from set to the records it holds"
+    resume = _resume_offset(response) if response.status_code == 409 else None
+    if resume is not None:
         problem = problem_of(response)
-        fail(f"{context}refused: {problem.detail} (409); to resume the upload, rerun with {where}", EXIT_USAGE)
+        fail(
+            f"{context}refused: {problem.detail} (409); to resume the upload, rerun with --resume-from {resume}",
+            EXIT_USAGE,
+        )
+    # Any other refusal (an attested batch, another provider's id, a bad key) cannot be resumed: say why.
     client.refused(response, context=context)
 
 
@@ -472,3 +517,425 @@ def _resume_offset(response: httpx.Response) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     return None
+
+
+@app.command("discard")
+def discard(
+    batch_id: Annotated[str, typer.Argument(help="The unattested batch whose uploaded records are deleted.")],
+    registry: RegistryOpt = DEFAULT_REGISTRY,
+    actor: ActorOpt = None,
+    key_file: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete the records you uploaded under a batch id that is not attested, to start it again (data provider)."""
+    client = Client(registry, actor=actor, key_file=key_file)
+    try:
+        document = client.delete_signed(f"/v1/points/batches/{quote(batch_id, safe='')}/records")
+    finally:
+        client.close()
+    if as_json:
+        show_json(document)
+        return
+    echo(f"batch {document['batch_id']}: {plural(document['discarded'], 'uploaded record')} discarded")
+
+
+# --- reads: a point account, its records and their proofs --------------------------------------------
+
+AccountArg = Annotated[str, typer.Argument(help="The point account (PA + 16 hex digits).")]
+_ORDER_COLUMNS = ["id", "offer_id", "quantity", "points", "lots", "state", "placed_at", "closed_at"]
+_RECORD_COLUMNS = ["batch_id", "position", "day", "rule_id", "version", "quantity", "attested_at"]
+
+
+@app.command("account")
+def account(
+    account_id: AccountArg,
+    registry: RegistryOpt = DEFAULT_REGISTRY,
+    actor: ActorOpt = None,
+    key_file: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A point account's totals, its lots (oldest month first) and its redemption orders (signed read).
+
+    Sign with your key (--as, --key): the account's platform operator, the authority or an auditor."""
+    client = Client(registry, actor=actor, key_file=key_file)
+    try:
+        document: dict[str, Any] = client.get(f"/v1/points/accounts/{quote(account_id, safe='')}", signed=True)
+    finally:
+        client.close()
+    if as_json:
+        show_json(document)
+        return
+    totals = document["totals"]
+    title = f"{document['account_id']} ({document['account_kind']}, operator {document['operator']})"
+    show_record({**totals, "opened_at": document["opened_at"]}, title=f"{title}: {plural(totals['balance'], 'point')}")
+    show_rows(document["lots"], ["month", "points"], title="lots")
+    orders = [{**order, "lots": " ".join(order["lots"])} for order in document["redemptions"]]
+    show_rows(orders, _ORDER_COLUMNS, title="redemption orders")
+
+
+@app.command("records")
+def records(
+    account_id: AccountArg,
+    proof: Annotated[
+        Path | None,
+        typer.Option(
+            "--proof",
+            metavar="DIR",
+            help="Also write, into DIR, one self-contained proof bundle per record (BATCH-POSITION.json), for "
+            "`cdcer points verify-record`; each is checked before it is written.",
+        ),
+    ] = None,
+    registry: RegistryOpt = DEFAULT_REGISTRY,
+    actor: ActorOpt = None,
+    key_file: KeyOpt = None,
+    vkey: VkeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every attested record of a point account, with its proof in its batch (signed read).
+
+    Sign with your key (--as, --key): the account's platform operator, the authority or an auditor.
+
+    With --proof DIR, each record's bundle adds the attestation's log entry, its inclusion proof and the
+    registry's signed checkpoint, so the holder can verify it offline with `cdcer points verify-record`."""
+    client = Client(registry, actor=actor, key_file=key_file, vkey=vkey)
+    try:
+        document: dict[str, Any] = client.get(f"/v1/points/accounts/{quote(account_id, safe='')}/records", signed=True)
+        written = [] if proof is None else _write_bundles(client, document["items"], proof)
+    finally:
+        client.close()
+    if as_json:
+        show_json(document if proof is None else {**document, "proof_files": [str(path) for path in written]})
+        return
+    show_rows(document["items"], _RECORD_COLUMNS, title=f"{document['account_id']}: attested records")
+    if proof is not None:
+        echo(f"wrote {plural(len(written), 'proof bundle')} to {proof}", to_stderr=True)
+
+
+def _write_bundles(client: Client, items: Sequence[dict[str, Any]], directory: Path) -> list[Path]:
+    """One bundle per record: the record, its batch's entry, the entry's inclusion proof in the latest
+    checkpoint, and that checkpoint; each verified (with the client's verifier key) before it is written."""
+    verifier = client.verifier()
+    checkpoint = client.get_text("/v1/log/checkpoint")
+    try:
+        size = open_checkpoint(checkpoint.encode(), verifier).checkpoint.size
+    except LedgerError as exc:
+        fail(f"the registry's checkpoint does not verify: {exc}", EXIT_INTEGRITY)
+    entries: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+    bundles: list[tuple[Path, dict[str, Any]]] = []
+    for item in items:
+        index = item["attested_at"]
+        if index not in entries:
+            page = client.get(f"/v1/log/entries?start={index}&limit=1")
+            proof = client.get(f"/v1/log/proof/inclusion?index={index}&size={size}")
+            entries[index] = (page["entries"][0], proof)
+        entry, proof = entries[index]
+        bundle = {
+            "format": PROOF_FORMAT,
+            "record": item,
+            "entry": entry,
+            "inclusion_proof": proof,
+            "checkpoint": checkpoint,
+        }
+        name = f"{item['batch_id']}-{item['position']}.json"
+        try:
+            verify_bundle(json.dumps(bundle).encode(), verifier)
+        except BundleError as exc:
+            fail(
+                f"the registry's proof of record {item['position']} of batch {item['batch_id']}: {exc}", EXIT_INTEGRITY
+            )
+        bundles.append((directory / name, bundle))
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for path, bundle in bundles:
+            path.write_text(json_text(bundle) + "\n", encoding="utf-8")
+    except OSError as exc:
+        fail(f"--proof {directory}: cannot write it: {exc.strerror or exc}", EXIT_USAGE)
+    return [path for path, _ in bundles]
+
+
+# --- verifying a record offline ----------------------------------------------------------------------
+
+PROOF_FORMAT = "cdcer/points-record-proof/v1"
+"""The `format` member of a record's proof bundle."""
+MAX_BUNDLE_BYTES = 1024 * 1024
+
+
+class BundleError(Exception):
+    """A record's proof bundle does not verify; the message says which step and what was found."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedRecord:
+    """What a bundle proved: the record, the batch and entry it is in, and the checkpoint that holds them."""
+
+    record: PointRecord
+    batch_id: str
+    position: int
+    count: int
+    root: str
+    rule_id: str
+    version: int
+    day: str
+    entry: int
+    provider: str
+    origin: str
+    checkpoint_size: int
+    key_id: str
+
+
+class _Record(BaseModel):
+    """One record as `GET /v1/points/accounts/{id}/records` answers it (other members ignored)."""
+
+    model_config = ConfigDict(frozen=True, strict=True)
+
+    batch_id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{1,63}$")]
+    position: Annotated[int, Field(ge=0)]
+    account_id: Annotated[str, Field(pattern=_ACCOUNT.pattern)]
+    quantity: Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
+    subject: Annotated[str, Field(pattern=_SUBJECT.pattern)]
+    rule_id: str
+    version: int
+    day: str
+    count: Annotated[int, Field(ge=1)]
+    root: Annotated[str, Field(pattern=_SUBJECT.pattern)]
+    proof: list[Annotated[str, Field(pattern=_SUBJECT.pattern)]]
+    attested_at: Annotated[int, Field(ge=0)]
+
+
+class _Entry(BaseModel):
+    """The attestation's entry as `GET /v1/log/entries` answers it."""
+
+    model_config = ConfigDict(frozen=True, strict=True)
+
+    index: Annotated[int, Field(ge=0)]
+    leaf: str
+    leaf_hash: str | None = None
+
+
+class _InclusionProof(BaseModel):
+    """The entry's inclusion proof as `GET /v1/log/proof/inclusion` answers it."""
+
+    model_config = ConfigDict(frozen=True, strict=True)
+
+    index: Annotated[int, Field(ge=0)]
+    size: Annotated[int, Field(ge=1)]
+    hashes: list[str]
+
+
+class _Bundle(BaseModel):
+    model_config = ConfigDict(frozen=True, strict=True, extra="forbid")
+
+    format: Literal["cdcer/points-record-proof/v1"]
+    record: _Record
+    entry: _Entry
+    inclusion_proof: _InclusionProof
+    checkpoint: str
+
+
+def verify_bundle(data: bytes, verifier: NoteVerifier) -> VerifiedRecord:
+    """Verify a record's proof bundle offline with the registry's verifier; raise `BundleError` if it fails.
+
+    (1) shape: a JSON object with `format`, `record`, `entry`, `inclusion_proof` and `checkpoint`;
+    (2) checkpoint: signed by the registry's key (`ledger.checkpoint.open_checkpoint`);
+    (3) inclusion: the entry's leaf is entry `index` of the checkpoint's tree (`ledger.merkle.verify_inclusion`);
+    (4) entry: canonical, signed by the key it carries, for the checkpoint's registry, and the `points.attest`
+        of the record's batch: the same batch id, count and root (and rule, version and day);
+    (5) record: its leaf, by its proof, gives that root (`ledger.points_batch.verify_record`).
+    Stops at the first failure. Nothing but `data` and `verifier` is read.
+    """
+    # (1) shape
+    try:
+        bundle = _Bundle.model_validate(loads_strict(data, what="bundle"))
+    except EncodingError as exc:
+        raise BundleError(str(exc)) from None
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "bundle"
+        raise BundleError(f"bundle: {where}: {error['msg']}") from None
+    record, entry_item, proof_item = bundle.record, bundle.entry, bundle.inclusion_proof
+    # (2) checkpoint
+    try:
+        checkpoint = open_checkpoint(bundle.checkpoint.encode(), verifier).checkpoint
+    except (LedgerError, UnicodeEncodeError) as exc:
+        raise BundleError(f"checkpoint: {exc}") from None
+    # (3) the entry's inclusion in the checkpoint's tree
+    if entry_item.index != record.attested_at:
+        raise BundleError(
+            f"entry: the bundle's entry is {entry_item.index}, but the record's batch was attested at entry "
+            f"{record.attested_at}"
+        )
+    where = f"entry {entry_item.index}"
+    if (proof_item.index, proof_item.size) != (entry_item.index, checkpoint.size):
+        raise BundleError(
+            f"inclusion_proof: proves entry {proof_item.index} in a tree of size {proof_item.size}; expected entry "
+            f"{entry_item.index} in the checkpoint's tree of size {checkpoint.size}"
+        )
+    try:
+        leaf = b64decode(entry_item.leaf, what=f"{where}: leaf")
+        hashes = [b64decode(h, what=f"inclusion_proof.hashes[{n}]", size=32) for n, h in enumerate(proof_item.hashes)]
+        if entry_item.leaf_hash is not None and b64decode(entry_item.leaf_hash, what=f"{where}: leaf_hash") != bytes(
+            leaf_hash(leaf)
+        ):
+            raise BundleError(f"{where}: its leaf_hash is not the hash of its leaf")
+        verify_inclusion(
+            leaf=leaf_hash(leaf), index=entry_item.index, size=checkpoint.size, proof=hashes, root=checkpoint.root_hash
+        )
+    except ProofError as exc:
+        raise BundleError(f"{where}: not in the checkpoint's tree of size {checkpoint.size}: {exc}") from None
+    except EncodingError as exc:
+        raise BundleError(str(exc)) from None
+    # (4) the entry: a points.attest of the record's batch, signed by the key it carries
+    try:
+        entry = decode_entry(leaf, index=entry_item.index)
+        body = entry.body()
+        signer = PublicKey(entry.public_key)
+        if signer.key_id != body.key_id:
+            raise BundleError(f"{where}: its transaction names key {body.key_id}, the entry carries {signer.key_id}")
+        signer.verify(entry.signing_message(), entry.signature)
+    except LedgerError as exc:
+        raise BundleError(f"{where}: {str(exc).removeprefix(f'{where}: ')}") from None
+    if body.origin != checkpoint.origin:
+        raise BundleError(f"{where}: is for registry {body.origin!r}; the checkpoint is {checkpoint.origin!r}'s")
+    attested = body.payload
+    if not isinstance(attested, tx.PointsAttest):
+        raise BundleError(f"{where}: is a {body.kind}, not the points.attest of batch {record.batch_id}")
+    for name, signed, stated in (
+        ("batch id", attested.batch_id, record.batch_id),
+        ("root", attested.root, record.root),
+        ("count", attested.count, record.count),
+        ("rule", attested.rule_id, record.rule_id),
+        ("version", attested.version, record.version),
+        ("day", attested.day.isoformat(), record.day),
+    ):
+        if signed != stated:
+            raise BundleError(f"{where}: its points.attest says {name} {signed}, the record says {stated}")
+    # (5) the record in its batch
+    point = PointRecord(record.account_id, record.quantity, record.subject)
+    try:
+        verify_record(
+            batch_id=record.batch_id,
+            position=record.position,
+            record=point,
+            count=record.count,
+            proof=[bytes.fromhex(h) for h in record.proof],
+            root=bytes.fromhex(record.root),
+        )
+    except LedgerError as exc:
+        raise BundleError(f"record: {exc}") from None
+    return VerifiedRecord(
+        record=point,
+        batch_id=record.batch_id,
+        position=record.position,
+        count=record.count,
+        root=record.root,
+        rule_id=record.rule_id,
+        version=record.version,
+        day=record.day,
+        entry=entry_item.index,
+        provider=body.actor,
+        origin=checkpoint.origin,
+        checkpoint_size=checkpoint.size,
+        key_id=f"{verifier.name}+{verifier.key_id.hex()}",
+    )
+
+
+RECORD_LIMITS = (
+    "that the key which signed the attestation was a data provider's, registered and unrevoked at the time "
+    "(the full audit, cdcer audit verify, replays that)",
+    "how many points the record earned: caps, expiry and clawbacks are the ledger's replay, not this proof",
+    "that this checkpoint is the log everyone sees (check it against witnesses' cosignatures or a later one)",
+)
+
+
+@app.command("verify-record")
+def verify_record_command(
+    bundle_file: Annotated[
+        str, typer.Argument(metavar="BUNDLE", help="The proof bundle (JSON) to verify, or - for stdin.")
+    ],
+    vkey: Annotated[
+        str | None,
+        typer.Option(
+            envvar=VKEY_VARIABLE,
+            help="The registry's verifier key, published out of band (the string, or a file holding it).",
+        ),
+    ] = None,
+    as_json: Annotated[bool, json_option("Print a machine-readable result on stdout.")] = False,
+) -> None:
+    """Verify a point record OFFLINE, from its proof bundle and the registry's verifier key.
+
+    Exit 0 verified, 1 it does not verify, 2 bad --vkey or unreadable file.
+
+    BUNDLE is a file `cdcer points records ACCOUNT --proof DIR` writes (or - for stdin): one JSON object,
+    {"format": "cdcer/points-record-proof/v1", "record", "entry", "inclusion_proof", "checkpoint"}, with
+    record: an item of GET /v1/points/accounts/ACCOUNT/records, as it came;
+    entry: the record's attested_at entry, as GET /v1/log/entries returns it (index, leaf, leaf_hash, chain_hash);
+    inclusion_proof: GET /v1/log/proof/inclusion?index=ENTRY&size=SIZE, SIZE the checkpoint's;
+    checkpoint: GET /v1/log/checkpoint, the signed note, as text.
+
+    Checked, in order: the checkpoint's signature by --vkey; the entry's inclusion in that checkpoint; the entry
+    is a signed points.attest committing to the record's batch id, count and root; the record's leaf, by its
+    proof, gives that root.
+    """
+    verifier = NoteVerifier.from_vkey(_verifier_key(need_vkey(vkey, what="verifying a point record")))
+    data = _read_bundle(bundle_file)
+    try:
+        verified = verify_bundle(data, verifier)
+    except BundleError as exc:
+        name = "stdin" if bundle_file == "-" else bundle_file
+        fail(f"{name} does not verify: {exc}", EXIT_INTEGRITY, report={"verified": False, "reason": str(exc)})
+    r = verified.record
+    if as_json:
+        show_json(
+            {
+                "verified": True,
+                "record": {
+                    "batch_id": verified.batch_id,
+                    "position": verified.position,
+                    "account_id": r.account_id,
+                    "quantity": r.quantity,
+                    "subject": r.subject,
+                },
+                "batch": {
+                    "batch_id": verified.batch_id,
+                    "provider": verified.provider,
+                    "rule_id": verified.rule_id,
+                    "version": verified.version,
+                    "day": verified.day,
+                    "count": verified.count,
+                    "root": verified.root,
+                },
+                "entry": verified.entry,
+                "origin": verified.origin,
+                "checkpoint_size": verified.checkpoint_size,
+                "key_id": verified.key_id,
+                "limits": list(RECORD_LIMITS),
+            }
+        )
+        return
+    echo(f"verified: record {verified.position} of batch {verified.batch_id}")
+    shown = table(show_header=False)
+    add_row(shown, "account", r.account_id)
+    add_row(shown, "quantity", f"{r.quantity:,} ({verified.rule_id} v{verified.version}, {verified.day})")
+    add_row(shown, "batch", f"{verified.count:,} records, root {verified.root}, attested by {verified.provider}")
+    add_row(shown, "entry", verified.entry)
+    add_row(shown, "checkpoint", f"{verified.origin}, size {verified.checkpoint_size:,}, signed by {verified.key_id}")
+    stdout().print(shown)
+    echo("What this offline check cannot prove:")
+    for limit in RECORD_LIMITS:
+        echo(f"  - {limit}")
+
+
+def _read_bundle(name: str) -> bytes:
+    try:
+        if name == "-":
+            data = sys.stdin.buffer.read(MAX_BUNDLE_BYTES + 1)
+        else:
+            with Path(name).open("rb") as stream:
+                data = stream.read(MAX_BUNDLE_BYTES + 1)
+    except FileNotFoundError:
+        fail(f"bundle {name} not found", EXIT_USAGE)
+    except OSError as exc:
+        fail(f"cannot read bundle {name}: {exc.strerror or exc}", EXIT_USAGE)
+    if len(data) > MAX_BUNDLE_BYTES:
+        fail(f"bundle {name}: larger than {MAX_BUNDLE_BYTES:,} bytes; not a record's proof bundle", EXIT_USAGE)
+    return data
