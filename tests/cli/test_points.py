@@ -37,7 +37,7 @@ RULE = (
 @pytest.fixture(scope="module")
 def served(databases: Databases, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     directory = tmp_path_factory.mktemp("cli-points")
-    for who in ("bike-co", "tianfu-app", "teahouse-co", "green-eval", "mall-app"):
+    for who in ("bike-co", "tianfu-app", "teahouse-co", "green-eval", "mall-app", "policy-app"):
         write_key_file(directory / f"{who}.key", seeded_key(who), passphrase=PASSPHRASE, label=who)
     yield from serve_registry(databases, directory)
 
@@ -123,8 +123,10 @@ def test_the_points_policy_expiry_and_clawback_with_cdcer_commands(served: Serve
         served, "authority", "points", "clawback", "bike-2024-01-01", "--account", "PA-x", "--reason", "fraud"
     )
     assert bad_account.startswith("error: --account: String should match pattern")
+    # Its own operator: the tests of this module may run on other workers (pytest-xdist), each its own registry.
+    register(served, "policy-app", "platform_operator")
     assert "policy needs the role authority" in refused(
-        served, "tianfu-app", "points", "policy", "--lifetime-months", "6"
+        served, "policy-app", "points", "policy", "--lifetime-months", "6"
     )
 
 
