@@ -9,8 +9,9 @@ in points, a stock, a limit per account and the days it runs.
 A platform operator places an order for a holder of one of its point accounts (`points.redeem`): the
 order takes the points from the account's oldest lots and one item of stock per item ordered, and holds
 them while it is pending. The offer's merchant fulfils it (the points are spent) or it is cancelled, by
-that merchant or by the account's operator (the points go back to the lots they came from, the items
-back to the stock). Points never move between accounts: no kind transfers them.
+that merchant or by the account's operator (the points go back to the lots they came from, except those
+of a month past its lifetime by then, which expire as `points.expire` would have expired them; the items
+go back to the stock). Points never move between accounts: no kind transfers them.
 """
 
 from __future__ import annotations
