@@ -50,7 +50,7 @@ test-long: install system-deps
 # verifier key at each start). Runtime dependencies only: `make test` installs the dev tools.
 run: $(RUNTIME)
 	@bash scripts/system-deps.sh --runtime
-	@[ -f data/registry-log.key ] || $(BIN)/cdcer init --plain-keys
+	@[ -f data/registry-log.key ] || $(BIN)/cdcer init --plain-keys --founded-days-ago 30
 	@[ -d data/demo-keys ] || $(BIN)/cdcer demo
 	@echo "Where to look, once it serves:"
 	@echo "  public pages      http://127.0.0.1:8000/  (a claim certificate: http://127.0.0.1:8000/claims/CN0001)"

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cli.console import EXIT_INTEGRITY, EXIT_OPERATIONAL, EXIT_USAGE, err, fail, json_option, plural
 from cli.registry import DEFAULT_DATABASE, LOG_KEY_PASSPHRASE
-from demo import DEFAULT_ENTRIES, DEFAULT_SEED, DemoError, DemoRefused, DemoSummary, run_demo
+from demo import DEFAULT_CITIZENS, DEFAULT_ENTRIES, DEFAULT_SEED, DemoError, DemoRefused, DemoSummary, run_demo
 from ledger.errors import IntegrityError, KeyFileError, LedgerError, StorageError
 from ledger.keys import read_key_file
 from ledger.ledger import Ledger
@@ -31,8 +31,18 @@ def demo(
     database: Annotated[str, typer.Option("--database", "-d", envvar="CDCER_DATABASE_URL")] = DEFAULT_DATABASE,
     data_dir: Annotated[Path, typer.Option(help="The folder `cdcer init` wrote the keys to.")] = Path("data"),
     entries: Annotated[
-        int, typer.Option(min=1, help="About how many entries to append (the story alone is about 150).")
+        int,
+        typer.Option(min=1, help="About how many entries the project path appends (its story alone is about 150)."),
     ] = DEFAULT_ENTRIES,
+    citizens: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=100_000,
+            help="Point accounts the points story opens (about 2.5 entries each). Its days are attested only "
+            "if the log began before them: see `cdcer init --founded-days-ago`.",
+        ),
+    ] = DEFAULT_CITIZENS,
     seed: Annotated[int, typer.Option(help="The same seed on the same registry gives the same demo.")] = DEFAULT_SEED,
     log_key_file: Annotated[
         Path | None,
@@ -46,7 +56,8 @@ def demo(
     ] = False,
     as_json: Annotated[bool, json_option("Print the summary as JSON.")] = False,
 ) -> None:
-    """Fill a registry with a realistic demo: participants, projects, issuances, transfers, events, claims."""
+    """Fill a registry with a realistic demo: participants, projects, issuances, transfers, events, claims,
+    and the points path: providers, rules, citizens' point accounts, attested days, scenes, offers, orders."""
     log_key_path = log_key_file or data_dir / "registry-log.key"
     authority_path = authority_key_file or data_dir / "authority.key"
     try:
@@ -78,6 +89,7 @@ def demo(
                 data_dir=data_dir,
                 entries=entries,
                 seed=seed,
+                citizens=citizens,
                 progress=report,
             )
     except DemoRefused as exc:

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import socket
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -64,11 +65,23 @@ def init(
     authority_id: Annotated[str, typer.Option(help="Participant id of the first authority.")] = "authority",
     authority_name: Annotated[str, typer.Option(help="Its name.")] = "Chengdu Ecology and Environment Bureau",
     plain_keys: Annotated[bool, typer.Option(help="Write unencrypted key files (development only).")] = False,
+    founded_days_ago: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=365,
+            help="Date entry 0 this many days back (development registries only, with --plain-keys): points "
+            "rules never apply retroactively, so only a log that began days ago lets `cdcer demo` attest past "
+            "days. A real registry is founded now.",
+        ),
+    ] = 0,
     as_json: Annotated[bool, json_option()] = False,
 ) -> None:
     """Create a registry: its log signing key, the first authority and its key, entry 0."""
     if re.search(r"\s|\+", origin) or not origin:
         fail(f"--origin {origin!r}: a non-empty name without spaces or '+'", EXIT_USAGE)
+    if founded_days_ago and not plain_keys:
+        fail("--founded-days-ago is for development registries: use it with --plain-keys", EXIT_USAGE)
     log_file = data_dir / "registry-log.key"
     authority_file = data_dir / f"{authority_id}.key"
     for path in (log_file, authority_file):
@@ -95,6 +108,7 @@ def init(
             authority_id=authority_id,
             authority_name=authority_name,
             authority_key=authority_key,
+            now=datetime.now(UTC) - timedelta(days=founded_days_ago),
         )
     except StorageError as exc:
         fail(str(exc), EXIT_OPERATIONAL)

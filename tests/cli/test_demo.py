@@ -59,6 +59,20 @@ def test_init_then_demo_gives_a_registry_that_verifies(database_url: str) -> Non
     assert json.loads(out)["entries"] == summary["log_size"]
 
 
+def test_a_registry_founded_days_ago_gets_the_points_story(database_url: str) -> None:
+    # As `make run` makes it: the points rules come out with the log, so the days since are attested.
+    registry = init("-d", database_url, "--plain-keys", "--founded-days-ago", "30")
+    code, out, err = invoke("demo", "-d", database_url, "--citizens", "200", "--json")
+    assert code == 0, err
+    kinds = json.loads(out)["kinds"]
+    assert kinds["points.attest"] >= 7
+    assert kinds["points.account_open"] == 200
+    assert {"points.redeem", "redemption.fulfil", "scene.decide", "offer.publish"} <= set(kinds)
+    code, out, err = invoke("audit", "verify", "-d", database_url, "--vkey", registry["vkey"], "--json")
+    assert code == 0, err
+    assert json.loads(out)["points_not_replayed"] == 0
+
+
 def test_the_defaults_and_the_human_summary() -> None:
     init("--plain-keys")
     code, out, err = invoke("demo", "--entries", "400", "--seed", "3")
@@ -66,7 +80,8 @@ def test_the_defaults_and_the_human_summary() -> None:
     assert out.startswith("demo appended ")
     assert "to cdcer.localhost/registry in sqlite:///data/registry.db" in out
     assert "units.transfer" in out
-    assert "green-tianfu-fund" in out
+    assert "chengdu-bike-share" in out  # the points path's participants come first
+    assert "pidu-solar" in out
     assert "data/demo-keys" in out
     assert err == ""  # no progress bar without a terminal
     assert Path("data/demo-keys/pidu-solar.key").is_file()
@@ -74,17 +89,19 @@ def test_the_defaults_and_the_human_summary() -> None:
 
 def test_a_filled_registry_is_refused_unless_asked_to_append() -> None:
     init("--plain-keys")
-    assert invoke("demo")[0] == 0
+    code, out, err = invoke("demo", "--json")
+    assert code == 0, err
+    size = json.loads(out)["log_size"]
     code, out, err = invoke("demo", "--json")
     assert code == 2
     assert json.loads(out)["error"] == {"message": err.removeprefix("error: ").rstrip("\n"), "exit_code": 2}
-    assert err.startswith("error: sqlite:///data/registry.db already holds 151 entries")
+    assert err.startswith(f"error: sqlite:///data/registry.db already holds {size:,} entries")
     assert "--force-append" in err
     assert err.count("\n") == 1
     code, out, err = invoke("demo", "--force-append", "--json")
     assert code == 0, err
     summary = json.loads(out)
-    assert summary["log_size"] == 151 + summary["entries"]
+    assert summary["log_size"] == size + summary["entries"]
     assert all(p["id"].endswith("-2") for p in summary["participants"])
 
 

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -17,7 +17,10 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from ledger.keys import PrivateKey, read_key_file
+from ledger.log import decode_entry
 from ledger.note import NoteVerifier
+from ledger.storage import store
+from ledger.storage.engine import make_engine, read_transaction
 from ledger.transactions import ParticipantRegister, Role, TransactionSigner
 
 
@@ -66,6 +69,24 @@ def test_init_creates_a_registry_that_verifies(tmp_path: Path) -> None:
     code, out, err = invoke("audit", "verify", "-d", db, "--vkey", result["vkey"])
     assert code == 0, err
     assert out.startswith("verified: 1 entry, 1 checkpoint\n")
+
+
+def test_a_development_registry_may_be_founded_days_ago(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/registry.db"
+    args = ["init", "-d", db, "--data-dir", str(tmp_path / "keys"), "--founded-days-ago", "30"]
+    code, _, err = invoke(*args)  # only beside plain keys: a real registry is founded now
+    assert (code, err) == (2, "error: --founded-days-ago is for development registries: use it with --plain-keys\n")
+    assert not (tmp_path / "keys").exists()
+    code, out, err = invoke(*args, "--plain-keys", "--json")
+    assert code == 0, err
+    engine = make_engine(db)
+    with read_transaction(engine) as conn:
+        (stored,) = store.read_entries(conn, 0, 1)
+    engine.dispose()
+    founded = decode_entry(stored.data, index=0).accepted_at
+    assert timedelta(days=30) <= datetime.now(UTC) - founded < timedelta(days=30, minutes=5)
+    code, out, err = invoke("audit", "verify", "-d", db, "--vkey", json.loads(out)["vkey"])
+    assert code == 0, err
 
 
 def test_init_encrypts_keys_with_the_passphrases_from_the_environment(tmp_path: Path) -> None:
