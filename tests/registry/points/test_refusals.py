@@ -647,6 +647,9 @@ def scene_decided_before_its_evaluation(r: Registry) -> bytes:
 
 
 # --- one reduction, one claimant (ledger/state/projects.py) ----------------------------------------------
+# points.attest's own claimed_elsewhere (a claim-mode batch over a day a report holds) is not reached by any
+# valid log: a report's period has ended before it is submitted and a rule takes effect no earlier than the
+# day it is published, so a claim-mode rule over those days existed first and refused the report or scope.
 
 
 def report_over_days_a_claim_mode_rule_holds(r: Registry) -> bytes:
