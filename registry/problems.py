@@ -79,7 +79,10 @@ _RULES: Final[dict[str, tuple[str, str]]] = {
     ),
     "already_retired": ("这些减排量已被注销。", "These units are already retired."),
     "already_cancelled": ("这些减排量已被作废。", "These units are already cancelled."),
-    "duplicate_key": ("该公钥已经登记过。", "This public key is already registered."),
+    "duplicate_key": (
+        "该标识已被使用：公钥已经登记过，或该积分批次已经核证过。",
+        "This identifier is taken: the public key is already registered, or the points batch already attested.",
+    ),
     "invalid_state": (
         "记录的当前状态不允许这个操作（例如项目尚未登记、报告已核证）。",
         "The record's current state does not allow this step (e.g. a project not registered yet).",
@@ -149,8 +152,8 @@ _RULES: Final[dict[str, tuple[str, str]]] = {
     ),
     "invalid_provider": ("所指定的参与方不是数据提供方。", "The named participant is not a data provider."),
     "out_of_scope": (
-        "该数据提供方无权就此积分规则提供数据，不能为其授权。",
-        "The data provider may not attest under this points rule, so no consent can be given for it.",
+        "该数据提供方无权就此积分规则提供数据：既不能核证该规则下的批次，也不能为其授权。",
+        "The data provider is not scoped to this points rule: it may not attest under it, nor be given consent for it.",
     ),
     "invalid_scope": (
         "项目的活动数据范围重复列出了同一排放源和对象。",
