@@ -626,6 +626,8 @@ def _write_bundles(client: Client, items: Sequence[dict[str, Any]], directory: P
         index = item["attested_at"]
         if index not in entries:
             page = client.get(f"/v1/log/entries?start={index}&limit=1")
+            if not page.get("entries") or index >= size:
+                fail(f"the registry's log has no entry {index} in its checkpoint of size {size}", EXIT_INTEGRITY)
             proof = client.get(f"/v1/log/proof/inclusion?index={index}&size={size}")
             entries[index] = (page["entries"][0], proof)
         entry, proof = entries[index]
