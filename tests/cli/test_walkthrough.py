@@ -112,3 +112,79 @@ def _environment() -> dict[str, str]:
     environment = {name: value for name, value in os.environ.items() if not name.startswith("CDCER_")}
     environment["CDCER_KDF_PROFILE"] = os.environ.get("CDCER_KDF_PROFILE", "interactive")
     return environment
+
+
+POINTS_SECTION = "## The public path in five minutes"
+
+
+def points_blocks() -> list[str]:
+    """The ```sh blocks of the README's points walkthrough."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index(POINTS_SECTION)
+    end = text.find("\n## ", start + len(POINTS_SECTION))
+    return re.findall(r"^```sh\n(.*?)^```$", text[start:end], flags=re.MULTILINE | re.DOTALL)
+
+
+def test_the_points_walkthrough_runs_as_written_on_the_make_run_registry(tmp_path: Path) -> None:
+    # The registry `make run` makes (its init and demo lines, taken from the Makefile), served on a free port.
+    (tmp_path / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
+    makefile = (REPO_ROOT / "Makefile").read_text(encoding="utf-8")
+    setup = [
+        re.sub(r"^.*\|\| \$\(BIN\)/", ".venv/bin/", line.strip())
+        for line in makefile.splitlines()
+        if "|| $(BIN)/cdcer" in line
+    ]
+    assert [line.split()[1] for line in setup] == ["init", "demo"], setup
+    made = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", "\n".join(setup)],
+        cwd=tmp_path,
+        env=_environment(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert made.returncode == 0, f"make run's registry:\n{made.stdout}\n{made.stderr}"
+    port = free_port()
+    with (tmp_path / "serve.log").open("wb") as log:
+        server = subprocess.Popen(
+            [".venv/bin/cdcer", "serve", "--port", str(port)],
+            cwd=tmp_path,
+            env=_environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_ready(server, url, 60), (tmp_path / "serve.log").read_text(errors="replace")
+        (block,) = points_blocks()
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", block.replace(DEFAULT_ADDRESS, url.removeprefix("http://"))],
+            cwd=tmp_path,
+            env=_environment(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert done.returncode == 0, f"the points walkthrough failed:\n{done.stdout}\n{done.stderr}"
+        assert "verified: record 0 of batch bike-" in done.stdout
+        assert "points entries (attestations, redemptions, expiries, clawbacks) checked up to" in done.stderr
+        # What it says happened did happen: the batch is public, the order fulfilled.
+        (bundle,) = (tmp_path / "proofs").glob("*.json")
+        batch = bundle.name.rsplit("-", 1)[0]
+        public = httpx.get(f"{url}/v1/points/batches/{batch}").json()
+        assert (public["count"], public["total_quantity"], public["points_awarded"]) == (1, 25, 2_000)
+        assert "account_id" not in json.dumps(public)
+        offer = httpx.get(f"{url}/v1/offers/peoples-park-teahouse-2").json()
+        assert offer["price_points"] == 300
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
