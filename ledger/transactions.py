@@ -594,7 +594,12 @@ class PointsPolicy(_Model):
 
 
 class PointsClawback(_Model):
-    """Takes back points a batch awarded fraudulently (authority): from the named accounts, or all of them."""
+    """Takes back points a batch awarded fraudulently (authority): from the named accounts, or all of them.
+
+    Where an account's balance does not cover what it owes, the account's pending redemption orders are
+    cancelled first (newest first, as `RedemptionCancel` would) until it does; what is still missing (spent
+    on fulfilled orders, say) is recorded as a shortfall, never taken below a zero balance.
+    """
 
     kind: Literal["points.clawback"] = "points.clawback"
     batch_id: BatchId
@@ -702,7 +707,11 @@ class OfferWithdraw(_Model):
 
 
 class PointsRedeem(_Model):
-    """A holder, in the operator's app, orders `quantity` of an offer for points (platform operator signs)."""
+    """A holder, in the operator's app, orders `quantity` of an offer for points (platform operator signs).
+
+    The points come from the account's oldest lots still within the points' lifetime; a lapsed lot's points
+    are never spent, even before the authority expires them.
+    """
 
     kind: Literal["points.redeem"] = "points.redeem"
     order_id: OrderId
@@ -719,7 +728,11 @@ class RedemptionFulfil(_Model):
 
 
 class RedemptionCancel(_Model):
-    """The merchant or the holder's operator cancels a pending order: its points and stock come back."""
+    """The merchant or the holder's operator cancels a pending order: its points and stock come back.
+
+    Its points of a month past the lifetime by then expire instead of coming back. A `PointsClawback` cancels
+    pending orders the same way when the account's balance does not cover it.
+    """
 
     kind: Literal["redemption.cancel"] = "redemption.cancel"
     order_id: OrderId

@@ -11,7 +11,10 @@ period a project's monitoring report claims for the same scope (one reduction, o
 reward-only batch claims nothing and its points never count toward an event's coverage.
 
 The authority expires lots past the policy's lifetime (`points.expire`) and claws back what a
-fraudulent batch awarded (`points.clawback`), never below a zero balance.
+fraudulent batch awarded (`points.clawback`), never below a zero balance. Points held by an account's
+pending redemption orders are within a clawback's reach: where the balance does not cover what the
+account owes, the clawback first cancels its pending orders, newest first, as `redemption.cancel` would,
+until it does; fulfilled orders are spent, and what they spent stays a shortfall.
 """
 
 from __future__ import annotations
@@ -69,7 +72,13 @@ class ClawedBack(Outcome):
     accounts: int
     points: int
     shortfall: int
-    """Points due that the accounts no longer held (a balance never goes below zero)."""
+    """Points due that the accounts no longer held, even with their pending orders cancelled (spent on
+    fulfilled orders, expired, clawed back for another batch): a balance never goes below zero."""
+    cancelled: tuple[str, ...]
+    """The pending orders the clawback cancelled first (by account, each account's newest first), because
+    the account's balance did not cover what it owed: their points and items came back as a cancel's do."""
+    expired: int
+    """Points of those orders from a month past its lifetime, expired on the way back (as a cancel's are)."""
 
 
 def lifetime_months(ctx: Context) -> int:
@@ -328,18 +337,35 @@ def _clawback(ctx: Context) -> Outcome:
     if not due:
         raise fail("invalid_state", f"batch {p.batch_id} has nothing left to claw back from those accounts")
     month = attestation.day[:7]
+    # An account's pending orders hold points out of the balance's reach: where the balance does not cover
+    # what the account owes, cancel them (newest first) until it does, so no order shelters the points.
+    from ledger.state.scenes import OrderCancels, pending_orders  # scenes imports this module (`lapsed`)
+
+    short = {account for account, points in due.items() if lots.totals(ctx, account).balance < points}
+    pending = pending_orders(st, short) if short else {}
+    cancels = OrderCancels(ctx)
+    cancelled: list[str] = []
+    expired = 0
     taken_total = 0
     for account, points in due.items():
-        take = min(points, lots.totals(ctx, account).balance)
+        held = lots.holding(ctx, account)
+        for order in pending.get(account, ()):
+            if held.balance >= points:
+                break
+            expired += cancels.cancel(order, held)
+            cancelled.append(order.id)
+        take = min(points, held.balance)
         if take:
-            lots.take_oldest(ctx, account, take, first=month)
-            lots.moved(ctx, account, take, to="clawed_back")
+            held.take_oldest(take, first=month)
+            held.moved(take, to="clawed_back")
+        held.plan(ctx)
         taken_total += take
+    cancels.plan()
     ctx.put(dataclasses.replace(attestation, clawed_back=attestation.clawed_back + taken_total))
     settled = tuple(due)
     ctx.on_commit(lambda state: _settle(state, p.batch_id, settled))
     owed = sum(due.values())
-    return ClawedBack(p.kind, p.batch_id, len(due), taken_total, owed - taken_total)
+    return ClawedBack(p.kind, p.batch_id, len(due), taken_total, owed - taken_total, tuple(cancelled), expired)
 
 
 def _settle(state: State, batch_id: str, accounts: tuple[str, ...]) -> None:

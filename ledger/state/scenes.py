@@ -7,17 +7,19 @@ was last approved). At a scene that is approved and still valid, its merchant pu
 in points, a stock, a limit per account and the days it runs.
 
 A platform operator places an order for a holder of one of its point accounts (`points.redeem`): the
-order takes the points from the account's oldest lots and one item of stock per item ordered, and holds
-them while it is pending. The offer's merchant fulfils it (the points are spent) or it is cancelled, by
-that merchant or by the account's operator (the points go back to the lots they came from, except those
-of a month past its lifetime by then, which expire as `points.expire` would have expired them; the items
-go back to the stock). Points never move between accounts: no kind transfers them.
+order takes the points from the account's oldest lots still within their lifetime (a lapsed lot's points
+are never spent, though they stay in the balance until `points.expire` runs) and one item of stock per
+item ordered, and holds them while it is pending. The offer's merchant fulfils it (the points are spent)
+or it is cancelled, by that merchant, by the account's operator, or by a `points.clawback` the account's
+balance does not cover (the points go back to the lots they came from, except those of a month past its
+lifetime by then, which expire as `points.expire` would have expired them; the items go back to the
+stock). Points never move between accounts: no kind transfers them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -385,8 +387,11 @@ def _redeem(ctx: Context) -> Outcome:
             f"{already}, so at most {offer.per_account_limit - already} more",
         )
     points = offer.price_points * p.quantity
-    taken = lots.take_oldest(ctx, account.id, points)
-    lots.moved(ctx, account.id, points, to="redeemed")
+    # Points past their lifetime are never spent, though they stay in the balance until `points.expire`.
+    held = lots.holding(ctx, account.id)
+    taken = held.take_oldest(points, lapsed=lambda month: awards.lapsed(ctx, month))
+    held.moved(points, to="redeemed")
+    held.plan(ctx)
     ctx.put(replace(offer, stock=offer.stock - p.quantity))
     recorded = lots.format_taken(taken)
     ctx.put(Redemption(p.order_id, offer.id, account.id, p.quantity, points, recorded, "pending", ctx.index, None))
@@ -423,14 +428,50 @@ def _fulfil(ctx: Context) -> Outcome:
 def _cancel(ctx: Context) -> Outcome:
     p = ctx.body.payload
     assert isinstance(p, RedemptionCancel)
-    order, offer = _pending_order(ctx, p.order_id, "cancel", "cancelled")
-    # Points of a lot past its lifetime expire on the way back, by the rule `points.expire` applies.
-    expired = lots.put_back(
-        ctx, order.account_id, lots.parse_taken(order.lots), lapsed=lambda month: awards.lapsed(ctx, month)
-    )
-    ctx.put(replace(offer, stock=offer.stock + order.quantity))
-    ctx.put(replace(order, state="cancelled", closed_at=ctx.index))
+    order, _ = _pending_order(ctx, p.order_id, "cancel", "cancelled")
+    held = lots.holding(ctx, order.account_id)
+    cancels = OrderCancels(ctx)
+    expired = cancels.cancel(order, held)
+    held.plan(ctx)
+    cancels.plan()
     return RedemptionClosed(p.kind, order.id, "cancelled", order.points, order.lots, expired)
+
+
+def pending_orders(state: State, account_ids: Collection[str]) -> dict[str, list[Redemption]]:
+    """The pending orders of each of `account_ids` that has one, newest first (one scan of the orders)."""
+    found: dict[str, list[Redemption]] = {}
+    for order in state.redemptions.values():
+        if order.state == "pending" and order.account_id in account_ids:
+            found.setdefault(order.account_id, []).append(order)
+    for orders in found.values():
+        orders.sort(key=lambda order: order.placed_at, reverse=True)
+    return found
+
+
+@dataclass(slots=True)
+class OrderCancels:
+    """The pending orders one entry cancels (a `redemption.cancel`, or a clawback reaching their points):
+    each order's points go back to its account's `Holding`, and its items back to its offer's stock,
+    planned once per offer by `plan` (two orders of one offer may be cancelled together)."""
+
+    ctx: Context
+    items: dict[str, int] = field(default_factory=dict)
+    """Items to give back, by offer id."""
+
+    def cancel(self, order: Redemption, held: lots.Holding) -> int:
+        """Cancel the pending `order` of `held`'s account; return its points expired on the way back."""
+        ctx = self.ctx
+        # Points of a lot past its lifetime expire on the way back, by the rule `points.expire` applies.
+        expired = held.put_back(lots.parse_taken(order.lots), lapsed=lambda month: awards.lapsed(ctx, month))
+        self.items[order.offer_id] = self.items.get(order.offer_id, 0) + order.quantity
+        ctx.put(replace(order, state="cancelled", closed_at=ctx.index))
+        return expired
+
+    def plan(self) -> None:
+        """Plan the offers' stock with the cancelled orders' items back."""
+        for offer_id, items in sorted(self.items.items()):
+            offer = self.ctx.state.offers[offer_id]
+            self.ctx.put(replace(offer, stock=offer.stock + items))
 
 
 # --- specs ----------------------------------------------------------------------------------------------

@@ -247,7 +247,14 @@ def test_a_clawback_takes_a_batchs_awards_back_once_and_never_below_zero(world: 
         f"no record for {A3}",
     )
     out = world.submit("authority", PointsClawback(batch_id="b-1", accounts=(A1,), reason="GPS spoofing"))
-    assert out.details == {"batch_id": "b-1", "accounts": 1, "points": 1_200, "shortfall": 0}
+    assert out.details == {
+        "batch_id": "b-1",
+        "accounts": 1,
+        "points": 1_200,
+        "shortfall": 0,
+        "cancelled": [],  # A1 has no pending order: its balance covers the clawback
+        "expired": 0,
+    }
     refuse(
         world,
         "authority",
@@ -256,7 +263,14 @@ def test_a_clawback_takes_a_batchs_awards_back_once_and_never_below_zero(world: 
         "nothing left to claw back",
     )
     out = world.submit("authority", PointsClawback(batch_id="b-1", reason="the whole batch"))
-    assert out.details == {"batch_id": "b-1", "accounts": 1, "points": 600, "shortfall": 0}
+    assert out.details == {
+        "batch_id": "b-1",
+        "accounts": 1,
+        "points": 600,
+        "shortfall": 0,
+        "cancelled": [],
+        "expired": 0,
+    }
     assert world.state.attestations["b-1"].clawed_back == 1_800
     assert world.state.point_totals[A1].clawed_back == 1_200
     assert check_points(world.state) == []

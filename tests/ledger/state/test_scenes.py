@@ -22,6 +22,7 @@ from ledger.transactions import (
     PointAccountKind,
     PointAccountOpen,
     PointsAttest,
+    PointsClawback,
     PointsConsent,
     PointsExpire,
     PointsPolicy,
@@ -653,6 +654,198 @@ def test_the_ordered_index_follows_orders_and_matches_a_replay(shop: World) -> N
     again = replayed(shop)
     assert again.snapshot() == shop.snapshot()
     assert check_points(again.state) == []
+
+
+# --- a clawback reaches the points of pending orders ----------------------------------------------------
+
+
+def clawback(batch_id: str = "b-0330", *accounts: str) -> PointsClawback:
+    return PointsClawback(batch_id=batch_id, accounts=accounts, reason="GPS spoofing")
+
+
+def assert_consistent(w: World) -> None:
+    """Conservation, the ordered index and every memory index match a replay of the log from scratch, and
+    each account's redeemed points are its pending and fulfilled orders' points."""
+    assert check_points(w.state) == []
+    assert w.state.ordered == scanned_orders(w)
+    held: dict[str, int] = {}
+    for r in w.state.redemptions.values():
+        if r.state != "cancelled":
+            held[r.account_id] = held.get(r.account_id, 0) + r.points
+    assert {a: t.redeemed for a, t in w.state.point_totals.items() if t.redeemed} == held
+    assert replayed(w).snapshot() == w.snapshot()
+
+
+def test_a_pending_order_no_longer_dodges_a_clawback(shop: World) -> None:
+    """A1 holds 1,200 fraudulent March points and 1,200 April ones; an order holds all of March's and 300 of
+    April's. The clawback cancels the order first, so it takes March's points, not April's."""
+    shop.submit("tianfu-app", redeem(1, quantity=3))
+    assert balances(shop, A1) == (900, 1_500, {APRIL: 900})
+    out = shop.submit("authority", clawback("b-0330", A1))
+    assert out.details == {
+        "batch_id": "b-0330",
+        "accounts": 1,
+        "points": 1_200,
+        "shortfall": 0,
+        "cancelled": [order_id(1)],
+        "expired": 0,
+    }
+    assert balances(shop, A1) == (1_200, 0, {APRIL: 1_200})  # no fraudulent point left, no legitimate one lost
+    assert shop.state.point_totals[A1].clawed_back == 1_200
+    order = shop.state.redemptions[order_id(1)]
+    assert (order.state, order.closed_at) == ("cancelled", out_index(shop))
+    assert shop.state.offers["tea-set"].stock == 10
+    # The order cannot be cancelled again to bring the points back, and the batch is settled for A1.
+    refuse(shop, "tianfu-app", cancel(1), "invalid_state", "is already cancelled")
+    refuse(shop, "authority", clawback("b-0330", A1), "invalid_state", "nothing left to claw back")
+    assert shop.state.attestations["b-0330"].clawed_back == 1_200
+    assert_consistent(shop)
+
+
+def test_a_clawback_the_balance_covers_cancels_no_order(shop: World) -> None:
+    shop.submit("tianfu-app", redeem(1))  # 500 of March's points
+    out = shop.submit("authority", clawback("b-0330", A1))
+    assert (out.details["points"], out.details["shortfall"], out.details["cancelled"]) == (1_200, 0, [])
+    assert balances(shop, A1) == (700, 500, {APRIL: 700})  # March's 700, then 500 of April's
+    assert shop.state.redemptions[order_id(1)].state == "pending"
+    assert shop.state.offers["tea-set"].stock == 9
+    assert_consistent(shop)
+
+
+def test_a_fulfilled_order_is_spent_and_the_clawback_records_a_shortfall(shop: World) -> None:
+    shop.submit("tianfu-app", redeem(1, quantity=3))
+    shop.submit("teahouse", RedemptionFulfil(order_id=order_id(1)))
+    out = shop.submit("authority", clawback("b-0330", A1))
+    assert out.details == {
+        "batch_id": "b-0330",
+        "accounts": 1,
+        "points": 900,
+        "shortfall": 300,
+        "cancelled": [],
+        "expired": 0,
+    }
+    assert balances(shop, A1) == (0, 1_500, {})
+    assert shop.state.redemptions[order_id(1)].state == "fulfilled"
+    assert_consistent(shop)
+
+
+def test_a_clawback_cancels_pending_orders_newest_first_until_the_balance_covers_it(shop: World) -> None:
+    shop.submit("tianfu-app", redeem(1))  # March:500
+    shop.submit("tianfu-app", redeem(2, quantity=2))  # March:700, April:300
+    shop.submit("teahouse", offer(shop, "cake", price_points=100, stock=5, per_account_limit=5))
+    shop.submit("tianfu-app", redeem(3, quantity=2, offer_id="cake"))  # April:200
+    shop.submit("teahouse", RedemptionFulfil(order_id=order_id(3)))  # spent: never cancelled
+    assert balances(shop, A1) == (700, 1_700, {APRIL: 700})
+    out = shop.submit("authority", clawback("b-0330", A1))
+    # Cancelling order 2 brings the balance to 1,700, which covers 1,200: order 1 stays pending.
+    assert (out.details["cancelled"], out.details["points"], out.details["shortfall"]) == ([order_id(2)], 1_200, 0)
+    assert balances(shop, A1) == (500, 700, {APRIL: 500})  # March's 700 first, then 500 of April's
+    states = {n: shop.state.redemptions[order_id(n)].state for n in (1, 2, 3)}
+    assert states == {1: "pending", 2: "cancelled", 3: "fulfilled"}
+    assert (shop.state.offers["tea-set"].stock, shop.state.offers["cake"].stock) == (9, 3)
+    assert_consistent(shop)
+
+
+def test_a_batch_clawback_cancels_orders_of_several_accounts_and_returns_all_their_stock(shop: World) -> None:
+    day = date(2025, 3, 31)
+    records = [PointRecord(a, 10, subject_commitment("account_day", a, day.isoformat())) for a in (A1, A2)]
+    shop.upload("bike-co", "b-0331", records)
+    shop.submit(
+        "bike-co",
+        PointsAttest(
+            batch_id="b-0331",
+            rule_id="bike-km",
+            version=1,
+            day=day,
+            count=2,
+            total_quantity=20,
+            root=batch_root("b-0331", records).hex(),
+        ),
+    )
+    shop.submit("teahouse", offer(shop, "feast", price_points=1_000, stock=5, per_account_limit=5))
+    shop.submit("tianfu-app", redeem(1, A2, 2))  # A2: March 1,800 → 800
+    shop.submit("tianfu-app", redeem(2, A2, 1))  # → 300
+    shop.submit("tianfu-app", redeem(3, A1, 3))  # A1: 3,600 → 2,100
+    shop.submit("tianfu-app", redeem(4, A1, 2, "feast"))  # → 100
+    assert shop.state.offers["tea-set"].stock == 4
+    out = shop.submit("authority", clawback("b-0331"))
+    assert out.details == {
+        "batch_id": "b-0331",
+        "accounts": 2,
+        "points": 2_400,
+        "shortfall": 0,
+        "cancelled": [order_id(4), order_id(2), order_id(1)],  # by account, each account's newest first
+        "expired": 0,
+    }
+    assert (shop.state.offers["tea-set"].stock, shop.state.offers["feast"].stock) == (7, 5)
+    assert balances(shop, A1) == (900, 1_500, {APRIL: 900})
+    assert balances(shop, A2) == (600, 0, {MARCH: 600})
+    assert shop.state.redemptions[order_id(3)].state == "pending"
+    assert_consistent(shop)
+
+
+def test_a_clawback_cancel_expires_the_points_of_a_lapsed_lot_as_a_cancel_does(shop: World) -> None:
+    shop.submit("tianfu-app", redeem(1, quantity=3))  # March:1200, April:300
+    advance_to(shop, MARCH_LAPSES + timedelta(days=14))
+    out = shop.submit("authority", clawback("b-0401", A1))
+    assert out.details == {
+        "batch_id": "b-0401",
+        "accounts": 1,
+        "points": 1_200,
+        "shortfall": 0,
+        "cancelled": [order_id(1)],
+        "expired": 1_200,
+    }
+    assert balances(shop, A1) == (0, 0, {})
+    totals = shop.state.point_totals[A1]
+    assert (totals.awarded, totals.expired, totals.clawed_back) == (2_400, 1_200, 1_200)
+    assert_consistent(shop)
+
+
+# --- only points within their lifetime are spent -------------------------------------------------------
+
+
+def late_offer(w: World) -> OfferPublish:
+    """An offer that runs from today to the last day of tea-house's approval."""
+    until = w.state.scenes["tea-house"].valid_until
+    assert until is not None
+    return offer(w, "late-tea", valid_until=date.fromisoformat(until))
+
+
+def test_an_order_spends_no_point_past_its_lifetime_before_points_expire_runs(shop: World) -> None:
+    advance_to(shop, MARCH_LAPSES)
+    shop.submit("teahouse", late_offer(shop))
+    refuse(
+        shop,
+        "tianfu-app",
+        redeem(1, quantity=3, offer_id="late-tea"),
+        "insufficient_points",
+        f"{A1} holds 2400 points; 1500 are needed and 1200 are spendable \\(1200 are past their lifetime\\)",
+    )
+    refuse(
+        shop,
+        "tianfu-app",
+        redeem(1, A2, offer_id="late-tea"),
+        "insufficient_points",
+        f"{A2} holds 600 points; 500 are needed and 0 are spendable \\(600 are past their lifetime\\)",
+    )
+    out = shop.submit("tianfu-app", redeem(1, quantity=2, offer_id="late-tea"))
+    assert out.details["lots"] == [f"{APRIL}:1000"]
+    # March's lapsed points stay in the balance until the authority expires them.
+    assert balances(shop, A1) == (1_400, 1_000, {MARCH: 1_200, APRIL: 200})
+    shop.submit("authority", PointsExpire(through_month=MARCH))
+    assert balances(shop, A1) == (200, 1_000, {APRIL: 200})
+    assert_consistent(shop)
+
+
+def test_an_order_on_the_last_redeemable_day_spends_the_oldest_lot(shop: World) -> None:
+    advance_to(shop, MARCH_LAPSES - timedelta(days=1))
+    shop.submit("teahouse", late_offer(shop))
+    out = shop.submit("tianfu-app", redeem(1, quantity=3, offer_id="late-tea"))
+    assert out.details["lots"] == [f"{MARCH}:1200", f"{APRIL}:300"]
+    shop.submit("tianfu-app", redeem(2, A2, offer_id="late-tea"))
+    assert balances(shop, A2) == (100, 500, {MARCH: 100})
+    assert_consistent(shop)
 
 
 # --- who may sign what ----------------------------------------------------------------------------------
