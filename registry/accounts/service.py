@@ -9,7 +9,14 @@ from ledger.storage.tables import PROJECTIONS
 from ledger.transactions import Role
 from registry.accounts import repository
 from registry.accounts.schemas import AccountMovement, History, Holdings
-from registry.accounts.signatures import ACCEPT_SIGNATURE, RequestMessage, SignatureRefused, SignedBy, verify_request
+from registry.accounts.signatures import (
+    ACCEPT_SIGNATURE,
+    ACCEPT_SIGNATURE_WITH_BODY,
+    RequestMessage,
+    SignatureRefused,
+    SignedBy,
+    verify_request,
+)
 from registry.errors import Forbidden, NotFound, Unauthorized
 from registry.public import repository as public
 from registry.public.schemas import BlockOut
@@ -20,8 +27,10 @@ from registry.serials.service import movement_out
 READERS = frozenset({Role.AUTHORITY.value, Role.AUDITOR.value})
 
 
-def authenticate(conn: Connection, message: RequestMessage) -> SignedBy:
-    """The participant whose registered, unrevoked key signed the request; 401 otherwise."""
+def authenticate(conn: Connection, message: RequestMessage, *, body: bytes | None = None) -> SignedBy:
+    """The participant whose registered, unrevoked key signed the request; 401 otherwise.
+
+    With `body`, the signature must also cover a matching ``Content-Digest`` of it (RFC 9530)."""
 
     def lookup(key_id: str) -> tuple[str, bytes] | None:
         found = repository.signing_key(conn, key_id)
@@ -33,9 +42,9 @@ def authenticate(conn: Connection, message: RequestMessage) -> SignedBy:
         return participant_id, PublicKey.from_b64(public_key).raw
 
     try:
-        return verify_request(message, lookup)
+        return verify_request(message, lookup, body=body)
     except SignatureRefused as exc:
-        raise Unauthorized(str(exc), ACCEPT_SIGNATURE) from None
+        raise Unauthorized(str(exc), ACCEPT_SIGNATURE if body is None else ACCEPT_SIGNATURE_WITH_BODY) from None
 
 
 def authorise(conn: Connection, signer: SignedBy, account: str) -> dict[str, object]:

@@ -16,19 +16,13 @@ from pydantic import ValidationError
 from sqlalchemy import Connection
 
 from ledger.errors import ConflictError, UploadOffsetError
-from ledger.keys import PublicKey
 from ledger.points_batch import PointRecord, record_proof
 from ledger.storage import store
 from ledger.transactions import MAX_ATTESTED_RECORDS, Role
-from registry.accounts import repository as keys
-from registry.accounts.signatures import (
-    ACCEPT_SIGNATURE_WITH_BODY,
-    RequestMessage,
-    SignatureRefused,
-    SignedBy,
-    verify_request,
-)
-from registry.errors import Forbidden, NotFound, RegistryError, Unauthorized
+from registry.accounts import service as accounts
+from registry.accounts.service import READERS
+from registry.accounts.signatures import RequestMessage, SignedBy
+from registry.errors import Forbidden, NotFound, RegistryError
 from registry.points.schemas import (
     AccountRecordOut,
     AccountRecords,
@@ -45,9 +39,6 @@ from registry.points.schemas import (
 )
 from registry.public import repository as public
 
-# Who may read any batch's records and any point account, besides its provider or operator.
-READERS = frozenset({Role.AUTHORITY.value, Role.AUDITOR.value})
-
 
 class Conflict(RegistryError):
     def __init__(self, detail: str, *, uploaded: int | None = None) -> None:
@@ -63,20 +54,7 @@ class InvalidRecords(RegistryError):
 
 def authenticate_with_body(conn: Connection, message: RequestMessage, body: bytes) -> SignedBy:
     """The participant whose key signed the request and its body's digest; 401 otherwise."""
-
-    def lookup(key_id: str) -> tuple[str, bytes] | None:
-        found = keys.signing_key(conn, key_id)
-        if found is None:
-            return None
-        participant_id, public_key, status, revoked = found
-        if revoked or status != "active":
-            return None
-        return participant_id, PublicKey.from_b64(public_key).raw
-
-    try:
-        return verify_request(message, lookup, body=body)
-    except SignatureRefused as exc:
-        raise Unauthorized(str(exc), ACCEPT_SIGNATURE_WITH_BODY) from None
+    return accounts.authenticate(conn, message, body=body)
 
 
 def _roles(conn: Connection, participant_id: str) -> set[str]:

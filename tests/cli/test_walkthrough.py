@@ -74,13 +74,7 @@ def first_terminal(tmp_path: Path) -> Iterator[tuple[Path, str]]:
             pytest.fail(f"the first terminal's block stopped:\n{output.read_text(errors='replace')}")
         yield tmp_path, url
     finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
+        _stop(server)
 
 
 def test_the_walkthrough_runs_as_written(first_terminal: tuple[Path, str]) -> None:
@@ -105,6 +99,17 @@ def test_the_walkthrough_runs_as_written(first_terminal: tuple[Path, str]) -> No
     retirements = httpx.get(f"{url}/v1/retirements").json()["items"]
     assert [(retirement["quantity"], retirement["claim_id"]) for retirement in retirements] == [(10, "CN0001")]
     assert (folder / "registry.checkpoint").read_text(encoding="utf-8").startswith("registry.example/cdcer\n")
+
+
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    """Stop a server started in its own session, and its children: SIGTERM, then SIGKILL if it lingers."""
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
 
 
 def _environment() -> dict[str, str]:
@@ -181,10 +186,4 @@ def test_the_points_walkthrough_runs_as_written_on_the_make_run_registry(tmp_pat
         offer = httpx.get(f"{url}/v1/offers/peoples-park-teahouse-2").json()
         assert offer["price_points"] == 300
     finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
+        _stop(server)
