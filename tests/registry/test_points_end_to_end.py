@@ -5,8 +5,8 @@ riders' kilometres as carbon points. Rule `bike-km` first claims those reduction
 later day its version 2 only rewards them (reward-only). So the operator's monitoring report over a
 claim-mode period is refused (one reduction, one claimant), and its report over a reward-only period is
 verified and issued; the points attested then are marked not claimable. Citizens earn points, one hits
-the daily cap, they redeem at an approved low-carbon scene (one order fulfilled; one cancelled after its
-lots expired, so its points expire rather than return), the old lots expire, a holder's record verifies
+the daily cap, they redeem at an approved low-carbon scene (one order fulfilled, one cancelled) but
+cannot spend points past their lifetime, the authority expires those, a holder's record verifies
 offline up to the signed checkpoint, and the auditor's replay of the database, records and all, finds
 nothing.
 
@@ -306,7 +306,7 @@ def test_citizens_points_and_the_bike_project_over_http(engine: Engine, tmp_path
         registry.attest("qingju-bike", "qingju-claim-1", rides(days.claimed_day, a1=10, a2=5), days.claimed_day, 1)
         old = rides(days.old_day, a1=25, a2=8, a3=3)
         old_index = registry.attest("qingju-bike", "qingju-old-1", old, days.old_day, 2)
-        registry.attest("qingju-bike", "qingju-recent-1", rides(days.recent_day, a1=10, a2=2), days.recent_day, 2)
+        registry.attest("qingju-bike", "qingju-recent-1", rides(days.recent_day, a1=10, a2=5), days.recent_day, 2)
         claim_batch = registry.get("/v1/points/batches/qingju-claim-1")
         assert (claim_batch["claimable"], claim_batch["points_awarded"]) == (True, 15 * KM_POINTS)
         old_batch = registry.get("/v1/points/batches/qingju-old-1")
@@ -380,7 +380,7 @@ def test_citizens_points_and_the_bike_project_over_http(engine: Engine, tmp_path
                 offer_id="oat-latte",
                 scene_id="green-leaf-taikoo",
                 title="One oat latte",
-                price_points=1_000,
+                price_points=500,
                 stock=5,
                 per_account_limit=2,
                 valid_from=days.today,
@@ -389,7 +389,9 @@ def test_citizens_points_and_the_bike_project_over_http(engine: Engine, tmp_path
         )
         assert registry.get("/v1/scenes/green-leaf-taikoo")["state"] == "approved"
 
-        # A1 orders two lattes (oldest lots first) and gets them; A2 orders one and cancels it.
+        # Points past their one-month lifetime (the month before last and earlier) can no longer be spent,
+        # even before the authority expires them: A1's two lattes come out of its recent lot.
+        recent_lot = month_of(days.recent_day)
         order = PointsRedeem(order_id="RO00000000000000a1", offer_id="oat-latte", account_id=A1, quantity=2)
         registry.submit("tianfu-app", order)
         registry.submit("green-cafe", RedemptionFulfil(order_id="RO00000000000000a1"))
@@ -399,45 +401,40 @@ def test_citizens_points_and_the_bike_project_over_http(engine: Engine, tmp_path
             409,
             "limit_reached",
         )
+        lapsed = registry.refused(
+            "tianfu-app",
+            PointsRedeem(order_id="RO00000000000000a8", offer_id="oat-latte", account_id=A3, quantity=1),
+            409,
+            "insufficient_points",
+        )
+        assert "0 are spendable (360 are past their lifetime)" in lapsed["detail"]
+        # A2 orders one and cancels it: its points return to their live lot, the latte to the stock.
         registry.submit(
             "tianfu-app", PointsRedeem(order_id="RO00000000000000a2", offer_id="oat-latte", account_id=A2, quantity=1)
         )
         assert registry.get("/v1/offers/oat-latte")["stock"] == 2
-        account = registry.read("tianfu-app", f"/v1/points/accounts/{A1}")
-        claimed_lot, old_lot = month_of(days.claimed_day), month_of(days.old_day)
-        (fulfilled,) = account["redemptions"]
-        assert (fulfilled["state"], fulfilled["points"]) == ("fulfilled", 2_000)
-        assert fulfilled["lots"][0] == f"{claimed_lot}:{10 * KM_POINTS}"  # the oldest lot first
-
-        # The lots of the month before last are past their one-month lifetime: the authority expires them.
-        registry.submit(AUTHORITY, PointsExpire(through_month=days.expire_through))
-        # A2's pending order still holds its 1,000 points; cancelled now, they are past their lifetime, so
-        # they expire instead of coming back to the balance.
-        assert totals(registry, A2) == {
-            "awarded": 15 * KM_POINTS,
-            "balance": 2 * KM_POINTS,
-            "redeemed": 1_000,
-            "expired": 13 * KM_POINTS - 1_000,
-            "clawed_back": 0,
-        }
         registry.submit("tianfu-app", RedemptionCancel(order_id="RO00000000000000a2", reason="changed her mind"))
         assert registry.get("/v1/offers/oat-latte")["stock"] == 3
-        recent = {"a1": 10 * KM_POINTS, "a2": 2 * KM_POINTS, "a3": 0}
-        for name, account_id in (("a1", A1), ("a2", A2), ("a3", A3)):
-            found = totals(registry, account_id)
-            assert found["balance"] == recent[name], (name, found)
+        (fulfilled,) = registry.read("tianfu-app", f"/v1/points/accounts/{A1}")["redemptions"]
+        assert (fulfilled["state"], fulfilled["points"], fulfilled["lots"]) == (
+            "fulfilled",
+            1_000,
+            [f"{recent_lot}:1000"],
+        )
+        (cancelled,) = registry.read("tianfu-app", f"/v1/points/accounts/{A2}")["redemptions"]
+        assert cancelled["state"] == "cancelled"
+
+        # The authority expires the lapsed lots; what is left is the recent lots' points.
+        registry.submit(AUTHORITY, PointsExpire(through_month=days.expire_through))
+        expected = {
+            A1: {"awarded": 4_800, "balance": 200, "redeemed": 1_000, "expired": 3_600, "clawed_back": 0},
+            A2: {"awarded": 2_160, "balance": 600, "redeemed": 0, "expired": 1_560, "clawed_back": 0},
+            A3: {"awarded": 360, "balance": 0, "redeemed": 0, "expired": 360, "clawed_back": 0},
+        }
+        for account_id, figures in expected.items():
+            assert totals(registry, account_id) == figures, account_id
             lots = registry.read("tianfu-app", f"/v1/points/accounts/{account_id}")["lots"]
             assert all(lot["month"] > days.expire_through for lot in lots), lots
-        assert totals(registry, A1)["expired"] == 10 * KM_POINTS + DAILY_CAP - 2_000
-        assert totals(registry, A2)["expired"] == 13 * KM_POINTS
-        assert totals(registry, A3)["expired"] == 3 * KM_POINTS
-        registry.refused(
-            "tianfu-app",
-            PointsRedeem(order_id="RO00000000000000a3", offer_id="oat-latte", account_id=A3, quantity=1),
-            409,
-            "insufficient_points",
-        )
-        assert old_lot <= days.expire_through
 
     # The auditor replays the database: every entry, every attestation's records, conservation and caps.
     with DatabaseSource(ledger.engine) as source:
