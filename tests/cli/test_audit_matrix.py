@@ -102,6 +102,7 @@ class Facts:
     size: int
     checkpoints: tuple[int, ...]
     actor: str  # an account holder: the forged entries' actor
+    actor_registered_at: int  # the entry that registered it (the demo registers the points path's first)
     actor_key: PrivateKey  # its valid demo key
     recipient: str  # another account holder
     revoked: PrivateKey  # the actor's second key, revoked at entry `revoked_at`
@@ -135,10 +136,12 @@ def build_demo(engine: Engine, entries: int, keys: Path) -> Facts:
         checkpoints = tuple(cp.size for cp in store.iter_checkpoints(conn))
     assert size >= entries
     assert checkpoints[-1] == size
+    state = ledger.state()
     return Facts(
         size=size,
         checkpoints=checkpoints,
         actor=actor,
+        actor_registered_at=state.participants[actor].registered_at,
         actor_key=demo_key(seeded_key(AUTHORITY), DEFAULT_SEED, actor),
         recipient=recipient,
         revoked=revoked,
@@ -497,7 +500,8 @@ def test_a_forged_entry_inserted_in_the_middle_is_found(
     # A careful forger inserts an entry and renumbers and re-chains everything after it: every later
     # entry's signature still verifies and the chain is whole; the forged signer and the checkpoints are not.
     copy = copy_of(entries)
-    index = random.Random(f"insert-{entries}-{seed}").randrange(1, copy.facts.size)
+    # Inserted where its actor exists: before its registration the finding is another (no such participant).
+    index = random.Random(f"insert-{entries}-{seed}").randrange(copy.facts.actor_registered_at + 1, copy.facts.size)
     columns = "idx, data, leaf_hash, chain_hash, accepted_at, actor, nonce, kind, tx_hash"
     with copy.engine.connect() as conn:
         (before,) = store.read_entries(conn, index - 1, index)
