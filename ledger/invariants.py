@@ -222,8 +222,9 @@ def check_one_claimant(state: State) -> list[Finding]:
 
 def check_points(state: State, accounts: Iterable[str] | None = None) -> list[Finding]:
     """Points are conserved and never negative: per account, awarded = balance + redeemed + expired + clawed
-    back, the balance is the sum of its lots and no lot is empty or negative; and no account earned more
-    under a rule in a day, month or year than the rule version's caps allow."""
+    back, the balance is the sum of its lots and no lot is empty or negative; over the whole state, what an
+    account has redeemed is what its pending and fulfilled orders hold, and no account earned more under a
+    rule in a day, month or year than the rule version's caps allow."""
     findings = []
     for account in sorted(state.point_totals) if accounts is None else accounts:
         t = state.point_totals.get(account)
@@ -241,6 +242,19 @@ def check_points(state: State, accounts: Iterable[str] | None = None) -> list[Fi
                 )
             )
     if accounts is None:
+        ordered: dict[str, int] = {}
+        for order in state.redemptions.values():
+            if order.state != "cancelled":
+                ordered[order.account_id] = ordered.get(order.account_id, 0) + order.points
+        for account, t in sorted(state.point_totals.items()):
+            if t.redeemed != ordered.get(account, 0):
+                findings.append(
+                    Finding(
+                        "points_conservation",
+                        f"point account {account}: redeemed {t.redeemed}, but its pending and fulfilled orders "
+                        f"hold {ordered.get(account, 0)}",
+                    )
+                )
         caps: dict[str, tuple[int, ...]] = {}
         for (rule_id, _), rule in state.points_rules.items():  # no period may pass the most generous version's
             old = caps.get(rule_id)

@@ -20,12 +20,14 @@ from ledger.invariants import (
     check_blocks_around,
     check_claims,
     check_holders,
+    check_points,
     check_retirements_terminal,
 )
 from ledger.serials import SerialRange
 from ledger.state import Block, Claim, State
-from ledger.transactions import FreezeTarget, RetirementPurpose, Selection
+from ledger.transactions import FreezeTarget, RedemptionCancel, RedemptionFulfil, RetirementPurpose, Selection
 from tests.ledger.scenario import World, full_story
+from tests.ledger.state.test_scenes import A1, A2, open_shop, order_id, points_world, redeem
 
 BATCH = "P0001-2023-001"
 
@@ -343,3 +345,59 @@ def test_blocks_around_finds_a_held_block_missing_from_the_holdings(story: State
     assert messages(check_blocks_around(story, [SerialRange(BATCH, 11, 20)])) == [
         f"block CDCER-{BATCH}-000001-000010: missing from organiser's holdings"
     ]
+
+
+# --- points ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def spent() -> World:
+    """The scenes' shop: A1 ordered two tea sets (1,000 points) and got them; A2 ordered one, then cancelled."""
+    w = open_shop(points_world())
+    w.submit("tianfu-app", redeem(1, quantity=2))
+    w.submit("teahouse", RedemptionFulfil(order_id=order_id(1)))
+    w.submit("tianfu-app", redeem(2, account=A2, quantity=1))
+    w.submit("tianfu-app", RedemptionCancel(order_id=order_id(2), reason="changed her mind"))
+    assert check_points(w.state) == []
+    return w
+
+
+def test_points_that_appear_or_vanish_break_conservation(spent: World) -> None:
+    state = spent.state
+    state.point_totals[A1] = replace(state.point_totals[A1], awarded=state.point_totals[A1].awarded + 1)
+    assert messages(check_points(state)) == [
+        f"point account {A1}: awarded 2401 != balance 1400 + redeemed 1000 + expired 0 + clawed back 0, or its lots "
+        "hold 1400"
+    ]
+
+
+def test_a_balance_its_lots_do_not_hold_is_found(spent: World) -> None:
+    state = spent.state
+    (month, *_) = state.lot_months[A1]
+    state.point_lots[(A1, month)] = replace(state.point_lots[(A1, month)], points=-5)
+    found = messages(check_points(state))
+    assert f"point account {A1} holds an empty or negative lot" in found
+    assert any("or its lots hold" in message for message in found)
+
+
+def test_redeemed_points_no_order_holds_are_found(spent: World) -> None:
+    # An order's points rewritten: the account's totals still add up, but not to what its orders hold.
+    state = spent.state
+    state.redemptions[order_id(1)] = replace(state.redemptions[order_id(1)], points=900)
+    assert messages(check_points(state)) == [
+        f"point account {A1}: redeemed 1000, but its pending and fulfilled orders hold 900"
+    ]
+    # A cancelled order counts for nothing: reopening one is found too.
+    state = spent.state
+    state.redemptions[order_id(1)] = replace(state.redemptions[order_id(1)], points=1_000)
+    state.redemptions[order_id(2)] = replace(state.redemptions[order_id(2)], state="pending")
+    assert messages(check_points(state)) == [
+        f"point account {A2}: redeemed 0, but its pending and fulfilled orders hold 500"
+    ]
+
+
+def test_points_earned_past_a_cap_are_found(spent: World) -> None:
+    state = spent.state
+    key = next(key for key in state.earned if key[0] == A1 and key[2].startswith("D"))
+    state.earned[key] = 2_001  # bike-km's daily cap is 2,000
+    assert messages(check_points(state)) == [f"{A1} earned 2001 points under bike-km in {key[2][1:]}"]

@@ -69,6 +69,11 @@ def award(w: World, batch_id: str, account: str, km: int, day: date) -> None:
 
 @pytest.fixture
 def world() -> World:
+    """`points_world()`."""
+    return points_world()
+
+
+def points_world() -> World:
     """Two merchants, an evaluator, a merchant who also evaluates, two operators' apps; on 2 April 2025,
     A1 (tianfu-app) holds 1,200 points from March and 1,200 from April, A2 (tianfu-app) 600 from March,
     and A3 (other-app) 1,200 from April."""
@@ -145,6 +150,11 @@ def redeem(n: int, account: str = A1, quantity: int = 1, offer_id: str = "tea-se
 
 @pytest.fixture
 def shop(world: World) -> World:
+    """`open_shop(world)`."""
+    return open_shop(world)
+
+
+def open_shop(world: World) -> World:
     """The world with tea-house approved for a year and its tea-set offer (500 points, 10 in stock, 3 an
     account) running for 30 days."""
     approved_scene(world)
