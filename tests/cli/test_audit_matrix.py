@@ -117,7 +117,8 @@ def build_demo(engine: Engine, entries: int, keys: Path) -> Facts:
     schema.upgrade(engine)
     ledger = Ledger(engine, log_signer())
     found_registry(ledger, authority_id=AUTHORITY, authority_name=AUTHORITY_NAME, authority_key=seeded_key(AUTHORITY))
-    summary = run_demo(ledger, authority_key=seeded_key(AUTHORITY), data_dir=keys, entries=entries)
+    # A few hundred point accounts: the points entries are tampered with too, the log stays near `entries`.
+    summary = run_demo(ledger, authority_key=seeded_key(AUTHORITY), data_dir=keys, entries=entries, citizens=400)
     holders = [p.id for p in summary.participants if Role.ACCOUNT_HOLDER.value in p.roles]
     actor, recipient = holders[0], holders[1]
     revoked = seeded_key("matrix revoked key")
