@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -28,13 +29,13 @@ SECTION = "## A five-minute walkthrough"
 DEFAULT_ADDRESS = "127.0.0.1:8000"
 
 
-def walkthrough_blocks() -> list[str]:
-    """The ```sh blocks of the README's walkthrough section, in order."""
+def walkthrough_blocks(section: str = SECTION) -> list[str]:
+    """The ```sh blocks of a README section (by default the walkthrough), in order."""
     text = README.read_text(encoding="utf-8")
-    start = text.index(SECTION)
-    end = text.find("\n## ", start + len(SECTION))
-    section = text[start : end if end != -1 else len(text)]
-    return re.findall(r"^```sh\n(.*?)^```$", section, flags=re.MULTILINE | re.DOTALL)
+    start = text.index(section)
+    end = text.find("\n## ", start + len(section))
+    part = text[start : end if end != -1 else len(text)]
+    return re.findall(r"^```sh\n(.*?)^```$", part, flags=re.MULTILINE | re.DOTALL)
 
 
 def test_the_readme_has_the_walkthrough_blocks() -> None:
@@ -54,15 +55,7 @@ def first_terminal(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     script = script.replace(serve_line, f"exec {serve_line} --port {port}")
     output = tmp_path / "first-terminal.log"
     with output.open("wb") as log:
-        server = subprocess.Popen(
-            ["bash", "-euo", "pipefail", "-c", script],
-            cwd=tmp_path,
-            env=_environment(),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        server = _start(["bash", "-euo", "pipefail", "-c", script], tmp_path, log)
     url = f"http://127.0.0.1:{port}"
     try:
         try:
@@ -80,15 +73,7 @@ def first_terminal(tmp_path: Path) -> Iterator[tuple[Path, str]]:
 def test_the_walkthrough_runs_as_written(first_terminal: tuple[Path, str]) -> None:
     folder, url = first_terminal
     script = "\n".join(walkthrough_blocks()[1:]).replace(DEFAULT_ADDRESS, url.removeprefix("http://"))
-    done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script],
-        cwd=folder,
-        env=_environment(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = _bash(script, folder)
     assert done.returncode == 0, f"the walkthrough failed:\n{done.stdout}\n{done.stderr}"
     assert "verified" in done.stdout.lower()
     # What the walkthrough says happened did happen, as the public registry tells it.
@@ -99,6 +84,32 @@ def test_the_walkthrough_runs_as_written(first_terminal: tuple[Path, str]) -> No
     retirements = httpx.get(f"{url}/v1/retirements").json()["items"]
     assert [(retirement["quantity"], retirement["claim_id"]) for retirement in retirements] == [(10, "CN0001")]
     assert (folder / "registry.checkpoint").read_text(encoding="utf-8").startswith("registry.example/cdcer\n")
+
+
+def _start(command: list[str], folder: Path, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """`command` in `folder`, in its own session (so `_stop` ends its children too), output to `log`."""
+    return subprocess.Popen(
+        command,
+        cwd=folder,
+        env=_environment(),
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _bash(script: str, folder: Path) -> subprocess.CompletedProcess[str]:
+    """`script` run in `folder` by ``bash -euo pipefail``: every command must succeed."""
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=folder,
+        env=_environment(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def _stop(server: subprocess.Popen[bytes]) -> None:
@@ -122,14 +133,6 @@ def _environment() -> dict[str, str]:
 POINTS_SECTION = "## The public path in five minutes"
 
 
-def points_blocks() -> list[str]:
-    """The ```sh blocks of the README's points walkthrough."""
-    text = README.read_text(encoding="utf-8")
-    start = text.index(POINTS_SECTION)
-    end = text.find("\n## ", start + len(POINTS_SECTION))
-    return re.findall(r"^```sh\n(.*?)^```$", text[start:end], flags=re.MULTILINE | re.DOTALL)
-
-
 def test_the_points_walkthrough_runs_as_written_on_the_make_run_registry(tmp_path: Path) -> None:
     # The registry `make run` makes (its init and demo lines, taken from the Makefile), served on a free port.
     (tmp_path / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
@@ -140,40 +143,16 @@ def test_the_points_walkthrough_runs_as_written_on_the_make_run_registry(tmp_pat
         if "|| $(BIN)/cdcer" in line
     ]
     assert [line.split()[1] for line in setup] == ["init", "demo"], setup
-    made = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", "\n".join(setup)],
-        cwd=tmp_path,
-        env=_environment(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    made = _bash("\n".join(setup), tmp_path)
     assert made.returncode == 0, f"make run's registry:\n{made.stdout}\n{made.stderr}"
     port = free_port()
     with (tmp_path / "serve.log").open("wb") as log:
-        server = subprocess.Popen(
-            [".venv/bin/cdcer", "serve", "--port", str(port)],
-            cwd=tmp_path,
-            env=_environment(),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        server = _start([".venv/bin/cdcer", "serve", "--port", str(port)], tmp_path, log)
     url = f"http://127.0.0.1:{port}"
     try:
         assert wait_ready(server, url, 60), (tmp_path / "serve.log").read_text(errors="replace")
-        (block,) = points_blocks()
-        done = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", block.replace(DEFAULT_ADDRESS, url.removeprefix("http://"))],
-            cwd=tmp_path,
-            env=_environment(),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        (block,) = walkthrough_blocks(POINTS_SECTION)
+        done = _bash(block.replace(DEFAULT_ADDRESS, url.removeprefix("http://")), tmp_path)
         assert done.returncode == 0, f"the points walkthrough failed:\n{done.stdout}\n{done.stderr}"
         assert "verified: record 0 of batch bike-" in done.stdout
         assert "points entries (attestations, redemptions, expiries, clawbacks) checked up to" in done.stderr

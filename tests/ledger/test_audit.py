@@ -22,7 +22,7 @@ import ledger.audit
 from ledger.audit import AuditReport, audit
 from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.errors import IntegrityError
-from ledger.ledger import Ledger, found_registry, tx_hash
+from ledger.ledger import Ledger, Receipt, found_registry, tx_hash
 from ledger.log import Entry, decode_entry, seal
 from ledger.note import NoteSigner
 from ledger.points_batch import PointRecord
@@ -465,28 +465,39 @@ class _PublicLog(_EntriesOnly):
         return None
 
 
-def points_story(story: Story) -> list[PointRecord]:
-    """bike-co attests a day of two citizens' rides; A1 redeems 500 points at an approved tea house and gets
-    its tea; the batch's records (uploaded to the private tables first) are returned."""
+def bike_riders(story: Story) -> None:
+    """In the world: bike-co scoped to bike-km, and tianfu-app's citizens A1 and A2 consenting to it."""
     w = story.world
     w.register("bike-co", [Role.DATA_PROVIDER])
     w.register("tianfu-app", [Role.PLATFORM_OPERATOR])
-    w.register("teahouse", [Role.MERCHANT])
-    w.register("green-eval", [Role.SCENE_EVALUATOR])
     w.submit(AUTHORITY, rule("bike-km", w.clock.date()))
     w.submit(AUTHORITY, ProviderScope(provider="bike-co", rules=("bike-km",)))
     for account in (A1, A2):
         w.submit("tianfu-app", PointAccountOpen(account_id=account, account_kind=PointAccountKind.CITIZEN))
         w.submit("tianfu-app", PointsConsent(account_id=account, provider="bike-co", rule_id="bike-km", granted=True))
-    approved_scene(w)
-    w.advance(timedelta(days=3))
-    w.submit("teahouse", offer(w))
+
+
+def ridden_yesterday(story: Story) -> tuple[list[PointRecord], Receipt]:
+    """bike-co's batch b-1 of A1's and A2's rides yesterday, uploaded to the private tables, then attested."""
     story.sync()
-    day = w.clock.date() - timedelta(days=1)
+    day = story.world.clock.date() - timedelta(days=1)
     records = [km(A1, 10, day), km(A2, 4, day)]
     with write_transaction(story.ledger.engine) as conn:
         store.upload_point_records(conn, batch_id="b-1", provider="bike-co", offset=0, records=records, now="x")
-    story.submit("bike-co", attest(w, "bike-co", "b-1", records, day))
+    return records, story.submit("bike-co", attest(story.world, "bike-co", "b-1", records, day))
+
+
+def points_story(story: Story) -> list[PointRecord]:
+    """bike-co attests a day of two citizens' rides; A1 redeems 500 points at an approved tea house and gets
+    its tea; the batch's records (uploaded to the private tables first) are returned."""
+    w = story.world
+    bike_riders(story)
+    w.register("teahouse", [Role.MERCHANT])
+    w.register("green-eval", [Role.SCENE_EVALUATOR])
+    approved_scene(w)
+    w.advance(timedelta(days=3))
+    w.submit("teahouse", offer(w))
+    records, _ = ridden_yesterday(story)
     story.submit(
         "tianfu-app", PointsRedeem(order_id="RO00000000000000a1", offer_id="tea-set", account_id=A1, quantity=1)
     )

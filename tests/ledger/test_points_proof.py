@@ -14,33 +14,19 @@ from ledger.note import NoteSigner, NoteVerifier
 from ledger.points_batch import PointRecord, record_proof
 from ledger.points_proof import PROOF_FORMAT, BundleError, verify_bundle
 from ledger.storage import store
-from ledger.storage.engine import read_transaction, write_transaction
-from ledger.transactions import PointAccountKind, PointAccountOpen, PointsConsent, ProviderScope, Role
-from tests.conftest import AUTHORITY, Story, log_signer
+from ledger.storage.engine import read_transaction
+from tests.conftest import Story, log_signer
 from tests.ledger.scenario import ORIGIN, seeded_key
-from tests.ledger.state.test_awards import A1, A2, attest, km
-from tests.ledger.state.test_points import rule
+from tests.ledger.test_audit import bike_riders, ridden_yesterday
 
 VERIFIER = NoteVerifier.from_vkey(log_signer().verifier_key())
 
 
 def attested(story: Story) -> tuple[list[PointRecord], Receipt]:
     """bike-co's batch b-1 of two citizens' rides yesterday, and the receipt of its attestation."""
-    w = story.world
-    w.register("bike-co", [Role.DATA_PROVIDER])
-    w.register("tianfu-app", [Role.PLATFORM_OPERATOR])
-    w.submit(AUTHORITY, rule("bike-km", w.clock.date()))
-    w.submit(AUTHORITY, ProviderScope(provider="bike-co", rules=("bike-km",)))
-    for account in (A1, A2):
-        w.submit("tianfu-app", PointAccountOpen(account_id=account, account_kind=PointAccountKind.CITIZEN))
-        w.submit("tianfu-app", PointsConsent(account_id=account, provider="bike-co", rule_id="bike-km", granted=True))
-    w.advance(timedelta(days=2))
-    story.sync()
-    day = w.clock.date() - timedelta(days=1)
-    records = [km(A1, 10, day), km(A2, 4, day)]
-    with write_transaction(story.ledger.engine) as conn:
-        store.upload_point_records(conn, batch_id="b-1", provider="bike-co", offset=0, records=records, now="x")
-    return records, story.submit("bike-co", attest(w, "bike-co", "b-1", records, day))
+    bike_riders(story)
+    story.world.advance(timedelta(days=2))
+    return ridden_yesterday(story)
 
 
 def bundle_of(story: Story, records: list[PointRecord], receipt: Receipt, position: int) -> dict[str, Any]:
